@@ -1,0 +1,3 @@
+module herald.dev/adapters
+
+go 1.26

@@ -1,0 +1,3 @@
+module herald.dev/analytics
+
+go 1.26

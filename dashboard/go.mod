@@ -1,0 +1,3 @@
+module herald.dev/dashboard
+
+go 1.26

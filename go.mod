@@ -1,0 +1,3 @@
+module herald.dev
+
+go 1.26

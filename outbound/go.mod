@@ -1,0 +1,3 @@
+module herald.dev/outbound
+
+go 1.26

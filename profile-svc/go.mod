@@ -1,0 +1,3 @@
+module herald.dev/profile-svc
+
+go 1.26

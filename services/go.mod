@@ -1,0 +1,3 @@
+module herald.dev/services
+
+go 1.26

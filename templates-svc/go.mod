@@ -1,0 +1,3 @@
+module herald.dev/templates-svc
+
+go 1.26
