@@ -1,3 +1,7 @@
 module herald.dev/templates-svc
 
-go 1.26
+go 1.26.0
+
+require herald.dev/platform v0.0.0
+
+replace herald.dev/platform => ../platform

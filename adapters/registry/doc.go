@@ -1,0 +1,2 @@
+// Package registry holds the channel adapters by name.
+package registry
