@@ -43,7 +43,11 @@ func Bind(c *fiber.Ctx, v any) error {
 	if ct := string(c.Request().Header.ContentType()); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.Contains(ct, "+json") {
 		return CodeUnsupported.New("content type %q: send application/json", ct)
 	}
-	if err := DecodeJSON(c.Body(), v); err != nil {
+	body, err := Body(c)
+	if err != nil {
+		return err
+	}
+	if err := DecodeJSON(body, v); err != nil {
 		return err
 	}
 	return Validate(v)

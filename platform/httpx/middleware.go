@@ -1,6 +1,8 @@
 package httpx
 
 import (
+	"io"
+
 	"github.com/gofiber/fiber/v2"
 
 	"herald.dev/platform/ids"
@@ -32,20 +34,81 @@ func RequestID(c *fiber.Ctx) string {
 	return ""
 }
 
+// StreamLimit caps streamed request bodies (bulk imports) at the transport.
+const StreamLimit = 1 << 30
+
+const streamKey = "herald.stream_ok"
+
 // NewApp builds a fiber app with Herald's conventions: problem+json errors,
-// a body limit, request ids. Routes are added by each service's Mount.
+// a request body limit (bodyLimit bytes, default 1 MiB, on every route except
+// streaming imports, whose paths end in /import), request ids. Routes are added by each service's Mount.
 func NewApp(bodyLimit int, logf func(string, ...any)) *fiber.App {
 	if bodyLimit <= 0 {
 		bodyLimit = 1 << 20
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "herald",
-		BodyLimit:             bodyLimit,
+		BodyLimit:             StreamLimit,
 		ErrorHandler:          ErrorHandler(logf),
 		DisableStartupMessage: true,
 		ReadBufferSize:        16 << 10,
-		StreamRequestBody:     false,
+		StreamRequestBody:     true,
 	})
 	app.Use(RequestIDMiddleware())
+	app.Use(maxBody(bodyLimit))
 	return app
+}
+
+const limitKey = "herald.body_limit"
+
+// maxBody enforces the body limit: declared lengths are checked up front;
+// chunked bodies are read through the limit by Body (and so by Bind).
+// Streaming import routes (paths ending in /import) are exempt.
+func maxBody(limit int) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if streamRoute(c) {
+			return c.Next()
+		}
+		if cl := c.Request().Header.ContentLength(); cl > limit {
+			return CodeTooLarge.New("the request body is %d bytes; the limit is %d", cl, limit)
+		}
+		c.Locals(limitKey, limit)
+		return c.Next()
+	}
+}
+
+// Body returns the request body, enforcing the app's body limit on chunked bodies.
+func Body(c *fiber.Ctx) ([]byte, error) {
+	limit, ok := c.Locals(limitKey).(int)
+	if !ok {
+		return c.Body(), nil
+	}
+	return ReadLimited(c, limit)
+}
+
+func streamRoute(c *fiber.Ctx) bool {
+	// Routes that stream are registered under paths ending in /import.
+	p := c.Path()
+	return len(p) >= 7 && p[len(p)-7:] == "/import"
+}
+
+// ReadLimited reads a (possibly chunked) streamed body up to limit bytes,
+// answering 413 beyond it. Handlers of small bodies need not call it: the
+// transport has already buffered bodies that declared their length.
+func ReadLimited(c *fiber.Ctx, limit int) ([]byte, error) {
+	if c.Request().Header.ContentLength() >= 0 {
+		return c.Body(), nil
+	}
+	r := c.Context().RequestBodyStream()
+	if r == nil {
+		return c.Body(), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, CodeMalformed.New("read body: %v", err)
+	}
+	if len(b) > limit {
+		return nil, CodeTooLarge.New("the request body exceeds %d bytes", limit)
+	}
+	return b, nil
 }
