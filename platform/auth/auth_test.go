@@ -38,7 +38,7 @@ func TestKeys(t *testing.T) {
 		if len(hashed) != 32 {
 			t.Fatalf("stored key is not a sha-256 hash: %d bytes", len(hashed))
 		}
-		kid := key[3:len(key)-len(key[len("hk_")+26+1:])-1]
+		kid := key[3 : len(key)-len(key[len("hk_")+26+1:])-1]
 		if err := s.RevokeKey(ctx, app.ID, kid); err != nil {
 			t.Fatalf("revoke %s: %v", kid, err)
 		}
