@@ -1,0 +1,226 @@
+package messages
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"herald.dev/platform/domain"
+	"herald.dev/platform/sqldb"
+)
+
+// committer gathers Accept calls into shared transactions (group commit).
+// Batching is natural: while one transaction commits, new requests queue up
+// and the next transaction takes all of them (up to the batch cap), so an
+// idle server answers a lone request after one commit and a busy one shares
+// each fsync among hundreds. An optional window adds a short wait to gather more.
+type committer struct {
+	s      *Store
+	opts   Options
+	reqs   chan *acceptReq
+	wg     sync.WaitGroup
+	mu     sync.RWMutex
+	closed bool
+}
+
+type acceptReq struct {
+	ctx  context.Context
+	n    *Notification
+	args []any
+	res  Accepted
+	err  error
+	done chan struct{}
+}
+
+func newCommitter(s *Store, opts Options) *committer {
+	c := &committer{s: s, opts: opts, reqs: make(chan *acceptReq, opts.CommitBatch*4)}
+	for i := 0; i < opts.Committers; i++ {
+		c.wg.Add(1)
+		go c.loop()
+	}
+	return c
+}
+
+var reqPool = sync.Pool{New: func() any { return &acceptReq{done: make(chan struct{}, 1)} }}
+
+func (c *committer) submit(ctx context.Context, n *Notification) (Accepted, error) {
+	args, err := notifArgs(n)
+	if err != nil {
+		return Accepted{}, err
+	}
+	r := reqPool.Get().(*acceptReq)
+	r.ctx, r.n, r.args, r.res, r.err = ctx, n, args, Accepted{}, nil
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		reqPool.Put(r)
+		return Accepted{}, ErrClosed
+	}
+	select {
+	case c.reqs <- r:
+		c.mu.RUnlock()
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		reqPool.Put(r)
+		return Accepted{}, ctx.Err()
+	}
+	// Once queued the request is always answered (the committer does not
+	// abandon it), so the row is either committed or not, never unknown.
+	<-r.done
+	res, err := r.res, r.err
+	r.ctx, r.n, r.args = nil, nil, nil
+	reqPool.Put(r)
+	return res, err
+}
+
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.reqs)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+func (c *committer) loop() {
+	defer c.wg.Done()
+	batch := make([]*acceptReq, 0, c.opts.CommitBatch)
+	for first := range c.reqs {
+		batch = append(batch[:0], first)
+		c.gather(&batch)
+		c.commit(batch)
+	}
+}
+
+func (c *committer) gather(batch *[]*acceptReq) {
+	var timer <-chan time.Time
+	if c.opts.CommitWindow > 0 {
+		t := time.NewTimer(c.opts.CommitWindow)
+		defer t.Stop()
+		timer = t.C
+	}
+	for len(*batch) < c.opts.CommitBatch {
+		select {
+		case r, ok := <-c.reqs:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+			continue
+		default:
+		}
+		if timer == nil {
+			return
+		}
+		select {
+		case r, ok := <-c.reqs:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+		case <-timer:
+			return
+		}
+	}
+}
+
+func (c *committer) commit(batch []*acceptReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			r.done <- struct{}{}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
+	if err != nil && sqldb.IsDuplicate(err) && len(live) > 1 {
+		// Another instance raced us on an idempotency key: settle each alone.
+		for _, r := range live {
+			r.res = Accepted{}
+			one := []*acceptReq{r}
+			r.err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, one) })
+			if r.err != nil && sqldb.IsDuplicate(r.err) {
+				r.err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, one) })
+			}
+			if r.err != nil {
+				r.err = fmt.Errorf("accept notification: %w", r.err)
+			}
+			r.done <- struct{}{}
+		}
+		return
+	}
+	for _, r := range live {
+		if err != nil {
+			r.err = fmt.Errorf("accept notification: %w", err)
+		}
+		r.done <- struct{}{}
+	}
+}
+
+// write inserts the batch's new rows and resolves idempotency keys.
+func (c *committer) write(tx *sql.Tx, batch []*acceptReq) error {
+	ctx := context.Background()
+	type key struct{ app, key string }
+	seen := map[key]*acceptReq{}
+	insert := make([]*acceptReq, 0, len(batch))
+	for _, r := range batch {
+		n := r.n
+		if n.IdempotencyKey == "" {
+			insert = append(insert, r)
+			r.res = Accepted{ID: n.ID, Status: n.Status}
+			continue
+		}
+		k := key{n.AppID, n.IdempotencyKey}
+		if prev, ok := seen[k]; ok { // same key twice in one batch
+			r.res, r.err = dupOf(prev.n.ID, prev.n.RequestHash, prev.n.Status, n.RequestHash)
+			continue
+		}
+		var id, hash, status string
+		err := tx.QueryRowContext(ctx, `SELECT id, idem_hash, status FROM notifications WHERE app_id = ? AND idem_key = ?`, n.AppID, n.IdempotencyKey).Scan(&id, &hash, &status)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			seen[k] = r
+			insert = append(insert, r)
+			r.res = Accepted{ID: n.ID, Status: n.Status}
+		case err != nil:
+			return fmt.Errorf("look up idempotency key: %w", err)
+		default:
+			r.res, r.err = dupOf(id, hash, domain.MessageStatus(status), n.RequestHash)
+		}
+	}
+	const per = 100
+	for start := 0; start < len(insert); start += per {
+		chunk := insert[start:min(start+per, len(insert))]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO notifications (` + notifCols + `) VALUES `)
+		args := make([]any, 0, len(chunk)*20)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, r.args...)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dupOf(id, storedHash string, status domain.MessageStatus, hash string) (Accepted, error) {
+	if storedHash != hash {
+		return Accepted{}, ErrIdempotencyConflict
+	}
+	return Accepted{ID: id, Duplicate: true, Status: status}, nil
+}

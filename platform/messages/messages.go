@@ -1,0 +1,669 @@
+// Package messages is the durable record of every notification and each of
+// its deliveries, shared by the API (which accepts into it: the outbox), the
+// outbound handler (which dispatches from it) and the query service.
+//
+// Accepting is group-committed: concurrent Accept calls are gathered for a
+// short window (or until a batch fills) and written in one transaction with
+// one fsync; each caller returns only after its own row is committed.
+package messages
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"herald.dev/platform/contracts"
+	"herald.dev/platform/domain"
+	"herald.dev/platform/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrations is this package's schema source.
+var Migrations = sqldb.Source{Component: "messages", FS: sub(migrations, "migrations")}
+
+func init() { sqldb.Register(Migrations.Component, Migrations.FS) }
+
+func sub(f fs.FS, dir string) fs.FS {
+	s, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+var (
+	// ErrNotFound means no such notification or delivery (for this app).
+	ErrNotFound = errors.New("not found")
+	// ErrIdempotencyConflict means the idempotency key was used with a different request.
+	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	// ErrClosed means the store is shutting down.
+	ErrClosed = errors.New("message store closed")
+)
+
+// Payload is the part of a notification the pipeline needs to dispatch it.
+type Payload struct {
+	Data       map[string]any     `json:"data,omitempty"`
+	Recipients []domain.Recipient `json:"recipients"`
+	Channels   []domain.Channel   `json:"channels,omitempty"`
+	// Content is inline content (no template), per channel or under "*".
+	Content map[string]domain.Content `json:"content,omitempty"`
+	TodoKey string                    `json:"todo_key,omitempty"`
+	Locale  string                    `json:"locale,omitempty"`
+	// Fallback lists channels to try, in order, when a delivery fails for good.
+	Fallback []domain.Channel `json:"fallback,omitempty"`
+	// Meta is free-form metadata the sender attached (echoed in queries).
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// Notification is one accepted send request.
+type Notification struct {
+	ID              string
+	AppID           string
+	Status          domain.MessageStatus
+	Priority        domain.Priority
+	Kind            domain.Kind
+	Category        string
+	TemplateCode    string
+	TemplateVersion int
+	Payload         Payload
+	IdempotencyKey  string
+	// RequestHash fingerprints the request for idempotency comparisons.
+	RequestHash     string
+	SendAt          time.Time
+	ExpiresAt       time.Time
+	NextAt          time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	DispatchedAt    time.Time
+	CompletedAt     time.Time
+	DeliveriesTotal int
+	Error           string
+}
+
+// Delivery is one (notification, recipient, channel) row.
+type Delivery struct {
+	ID             string
+	AppID          string
+	NotificationID string
+	// Recipient is the dedup key of the recipient: the user id, or
+	// "email:<address>" / "phone:<number>" for direct addresses.
+	Recipient  string
+	UserID     string
+	Channel    domain.Channel
+	Address    string
+	Status     domain.DeliveryStatus
+	Attempts   int
+	Error      string
+	ProviderID string
+	// ParentID links a fallback delivery to the one whose failure caused it.
+	ParentID  string
+	NextAt    time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	SentAt    time.Time
+}
+
+// DeliveryID is the deterministic id of a (notification, recipient, channel)
+// delivery: the same inputs always give the same id, so a delivery repeated
+// after a crash carries the id it had before and receivers can deduplicate.
+func DeliveryID(notificationID, recipient string, ch domain.Channel) string {
+	h := sha256.New()
+	h.Write([]byte(notificationID))
+	h.Write([]byte{0})
+	h.Write([]byte(recipient))
+	h.Write([]byte{0})
+	h.Write([]byte(ch))
+	sum := h.Sum(nil)
+	return "dlv_" + hex.EncodeToString(sum[:16])
+}
+
+// RecipientKey returns the dedup key of a resolved recipient.
+func RecipientKey(userID, email, phone string) string {
+	switch {
+	case userID != "":
+		return userID
+	case email != "":
+		return "email:" + strings.ToLower(email)
+	default:
+		return "phone:" + phone
+	}
+}
+
+// Hash fingerprints a request body for idempotency.
+func Hash(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Store reads and writes notifications and deliveries.
+type Store struct {
+	db  *sqldb.DB
+	acc *committer
+}
+
+// Options tune the store.
+type Options struct {
+	// CommitWindow is how long the group committer waits for more writes
+	// after the first one arrives (default 1 ms; 0 keeps the default).
+	CommitWindow time.Duration
+	// CommitBatch caps rows per transaction (default 512).
+	CommitBatch int
+	// Committers is the number of concurrent committing transactions
+	// (default 1 on SQLite, which has one writer, and 4 on MySQL).
+	Committers int
+}
+
+// New returns a store and starts its group committer; Close stops it.
+func New(db *sqldb.DB, opts Options) *Store {
+	if opts.CommitWindow <= 0 {
+		opts.CommitWindow = time.Millisecond
+	}
+	if opts.CommitBatch <= 0 {
+		opts.CommitBatch = 512
+	}
+	if opts.Committers <= 0 {
+		opts.Committers = 1
+		if db.Dialect == sqldb.MySQL {
+			opts.Committers = 4
+		}
+	}
+	s := &Store{db: db}
+	s.acc = newCommitter(s, opts)
+	return s
+}
+
+// DB returns the underlying database.
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+// Close stops the committer after flushing what it holds.
+func (s *Store) Close() { s.acc.close() }
+
+// Accepted is the answer to an Accept call.
+type Accepted struct {
+	ID string
+	// Duplicate is true when an earlier request with the same idempotency key was found.
+	Duplicate bool
+	Status    domain.MessageStatus
+}
+
+// Accept durably stores n (group-committed) and returns once it is committed.
+// With an idempotency key, a repeat of the same request returns the first
+// notification's id and Duplicate=true; a different request under the same
+// key returns ErrIdempotencyConflict.
+func (s *Store) Accept(ctx context.Context, n *Notification) (Accepted, error) {
+	if n.ID == "" || n.AppID == "" {
+		return Accepted{}, errors.New("accept: notification needs an id and an app id")
+	}
+	return s.acc.submit(ctx, n)
+}
+
+const notifCols = `id, app_id, status, priority, kind, category, template_code, template_version, payload,
+	idem_key, idem_hash, send_at, expires_at, next_at, created_at, updated_at, dispatched_at, completed_at,
+	deliveries_total, error`
+
+func notifArgs(n *Notification) ([]any, error) {
+	payload, err := json.Marshal(n.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	var key, hash any
+	if n.IdempotencyKey != "" {
+		key, hash = n.IdempotencyKey, n.RequestHash
+	}
+	return []any{n.ID, n.AppID, string(n.Status), string(n.Priority), string(n.Kind), n.Category, n.TemplateCode,
+		n.TemplateVersion, string(payload), key, hash, domain.Millis(n.SendAt), domain.Millis(n.ExpiresAt),
+		domain.Millis(n.NextAt), domain.Millis(n.CreatedAt), domain.Millis(n.UpdatedAt), domain.Millis(n.DispatchedAt),
+		domain.Millis(n.CompletedAt), n.DeliveriesTotal, n.Error}, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanNotification(r scanner) (*Notification, error) {
+	var n Notification
+	var status, prio, kind, payload string
+	var key, hash sql.NullString
+	var sendAt, expiresAt, nextAt, created, updated, dispatched, completed int64
+	if err := r.Scan(&n.ID, &n.AppID, &status, &prio, &kind, &n.Category, &n.TemplateCode, &n.TemplateVersion, &payload,
+		&key, &hash, &sendAt, &expiresAt, &nextAt, &created, &updated, &dispatched, &completed, &n.DeliveriesTotal, &n.Error); err != nil {
+		return nil, err
+	}
+	n.Status, n.Priority, n.Kind = domain.MessageStatus(status), domain.Priority(prio), domain.Kind(kind)
+	n.IdempotencyKey, n.RequestHash = key.String, hash.String
+	n.SendAt, n.ExpiresAt, n.NextAt = domain.FromMillis(sendAt), domain.FromMillis(expiresAt), domain.FromMillis(nextAt)
+	n.CreatedAt, n.UpdatedAt = domain.FromMillis(created), domain.FromMillis(updated)
+	n.DispatchedAt, n.CompletedAt = domain.FromMillis(dispatched), domain.FromMillis(completed)
+	if err := json.Unmarshal([]byte(payload), &n.Payload); err != nil {
+		return nil, fmt.Errorf("decode payload of %s: %w", n.ID, err)
+	}
+	return &n, nil
+}
+
+// Get loads a notification of an app.
+func (s *Store) Get(ctx context.Context, appID, id string) (*Notification, error) {
+	n, err := scanNotification(s.db.R.QueryRowContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE id = ? AND app_id = ?`, id, appID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get notification %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// Load loads a notification by id alone (for the outbound handler). It reads
+// from the primary, since the handler acts on what was just committed.
+func (s *Store) Load(ctx context.Context, id string) (*Notification, error) {
+	n, err := scanNotification(s.db.W.QueryRowContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load notification %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// Transition sets the status of notifications, with the time the next sweep
+// should look at them again (zero = never), and records the dispatch or
+// completion time implied by the status. Only rows whose status is one of
+// from (any when from is empty) change; it returns how many did.
+func (s *Store) Transition(ctx context.Context, ids []string, to domain.MessageStatus, nextAt time.Time, errMsg string, from ...domain.MessageStatus) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	now := sqldb.Now()
+	var total int
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		q := `UPDATE notifications SET status = ?, next_at = ?, updated_at = ?, error = ?`
+		args := []any{string(to), domain.Millis(nextAt), now, errMsg}
+		switch to {
+		case domain.MessageQueued, domain.MessageProcessing:
+			q += `, dispatched_at = CASE WHEN dispatched_at = 0 THEN ? ELSE dispatched_at END`
+			args = append(args, now)
+		case domain.MessageDone, domain.MessageExpired, domain.MessageCancelled:
+			q += `, completed_at = ?`
+			args = append(args, now)
+		}
+		q += ` WHERE id IN (` + sqldb.Placeholders(len(chunk)) + `)`
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if len(from) > 0 {
+			q += ` AND status IN (` + sqldb.Placeholders(len(from)) + `)`
+			for _, f := range from {
+				args = append(args, string(f))
+			}
+		}
+		res, err := s.db.W.ExecContext(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("transition notifications to %s: %w", to, err)
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+	}
+	return total, nil
+}
+
+// SetDeliveriesTotal records how many deliveries a notification fanned out to.
+func (s *Store) SetDeliveriesTotal(ctx context.Context, id string, total int) error {
+	_, err := s.db.W.ExecContext(ctx, `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`, total, sqldb.Now(), id)
+	if err != nil {
+		return fmt.Errorf("set deliveries total of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Due returns notifications in one of the given statuses whose next_at has
+// passed (the outbox sweep: accepted-but-undispatched, scheduled sends whose
+// time came, and stalled processing), oldest first.
+func (s *Store) Due(ctx context.Context, now time.Time, limit int, statuses ...domain.MessageStatus) ([]*Notification, error) {
+	if len(statuses) == 0 {
+		statuses = []domain.MessageStatus{domain.MessageAccepted, domain.MessageScheduled, domain.MessageQueued, domain.MessageProcessing}
+	}
+	var out []*Notification
+	for _, st := range statuses {
+		rows, err := s.db.W.QueryContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE status = ? AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
+			string(st), domain.Millis(now), limit)
+		if err != nil {
+			return nil, fmt.Errorf("due notifications: %w", err)
+		}
+		for rows.Next() {
+			n, err := scanNotification(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Snooze pushes next_at of notifications forward (the sweeper's lease).
+func (s *Store) Snooze(ctx context.Context, ids []string, nextAt time.Time) error {
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		args := []any{domain.Millis(nextAt)}
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if _, err := s.db.W.ExecContext(ctx, `UPDATE notifications SET next_at = ? WHERE id IN (`+sqldb.Placeholders(len(chunk))+`)`, args...); err != nil {
+			return fmt.Errorf("snooze notifications: %w", err)
+		}
+	}
+	return nil
+}
+
+// Filter selects notifications for List.
+type Filter struct {
+	UserID   string
+	Status   domain.MessageStatus
+	Priority domain.Priority
+	Category string
+	Channel  domain.Channel
+	From, To time.Time
+	// Cursor is the last id of the previous page (ids sort by creation time).
+	Cursor string
+	Limit  int
+}
+
+// List returns an app's notifications, newest first, and the cursor of the next page.
+func (s *Store) List(ctx context.Context, appID string, f Filter) ([]*Notification, string, error) {
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 50
+	}
+	q := `SELECT ` + notifCols + ` FROM notifications WHERE app_id = ?`
+	args := []any{appID}
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	if f.Priority != "" {
+		q += ` AND priority = ?`
+		args = append(args, string(f.Priority))
+	}
+	if f.Category != "" {
+		q += ` AND category = ?`
+		args = append(args, f.Category)
+	}
+	if !f.From.IsZero() {
+		q += ` AND created_at >= ?`
+		args = append(args, domain.Millis(f.From))
+	}
+	if !f.To.IsZero() {
+		q += ` AND created_at < ?`
+		args = append(args, domain.Millis(f.To))
+	}
+	if f.Cursor != "" {
+		q += ` AND id < ?`
+		args = append(args, f.Cursor)
+	}
+	if f.UserID != "" || f.Channel != "" {
+		sub := `SELECT notification_id FROM deliveries WHERE app_id = ?`
+		args = append(args, appID)
+		if f.UserID != "" {
+			sub += ` AND user_id = ?`
+			args = append(args, f.UserID)
+		}
+		if f.Channel != "" {
+			sub += ` AND channel = ?`
+			args = append(args, string(f.Channel))
+		}
+		q += ` AND id IN (` + sub + `)`
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, f.Limit+1)
+	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []*Notification
+	for rows.Next() {
+		n, err := scanNotification(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// ---- deliveries ----
+
+const delivCols = `id, app_id, notification_id, recipient, user_id, channel, address, status, attempts, error,
+	provider_id, parent_id, next_at, created_at, updated_at, sent_at`
+
+func scanDelivery(r scanner) (*Delivery, error) {
+	var d Delivery
+	var ch, st string
+	var next, created, updated, sent int64
+	if err := r.Scan(&d.ID, &d.AppID, &d.NotificationID, &d.Recipient, &d.UserID, &ch, &d.Address, &st, &d.Attempts,
+		&d.Error, &d.ProviderID, &d.ParentID, &next, &created, &updated, &sent); err != nil {
+		return nil, err
+	}
+	d.Channel, d.Status = domain.Channel(ch), domain.DeliveryStatus(st)
+	d.NextAt, d.CreatedAt, d.UpdatedAt, d.SentAt = domain.FromMillis(next), domain.FromMillis(created), domain.FromMillis(updated), domain.FromMillis(sent)
+	return &d, nil
+}
+
+// SaveDeliveries inserts or updates deliveries in one transaction, in
+// multi-row statements. A row whose stored status is final is never moved
+// back to a non-final status (a late, duplicate outcome cannot undo a send).
+func (s *Store) SaveDeliveries(ctx context.Context, ds []*Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveDeliveriesTx(ctx, tx, ds) })
+}
+
+const deliveryBatch = 200
+
+func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery) error {
+	now := sqldb.Now()
+	final := `'sent','delivered','failed','skipped','expired'`
+	var upd string
+	if s.db.Dialect == sqldb.MySQL {
+		// MySQL evaluates assignments left to right, so status must be assigned last.
+		keep := `status IN (` + final + `)`
+		upd = ` ON DUPLICATE KEY UPDATE
+			attempts = IF(` + keep + `, attempts, GREATEST(attempts, VALUES(attempts))),
+			error = IF(` + keep + `, error, VALUES(error)),
+			provider_id = IF(` + keep + `, provider_id, VALUES(provider_id)),
+			address = IF(` + keep + `, address, VALUES(address)),
+			next_at = IF(` + keep + `, next_at, VALUES(next_at)),
+			sent_at = IF(` + keep + `, sent_at, VALUES(sent_at)),
+			updated_at = IF(` + keep + `, updated_at, VALUES(updated_at)),
+			status = IF(` + keep + `, status, VALUES(status))`
+	} else {
+		upd = ` ON CONFLICT(id) DO UPDATE SET
+			status = excluded.status, attempts = MAX(attempts, excluded.attempts), error = excluded.error,
+			provider_id = excluded.provider_id, address = excluded.address, next_at = excluded.next_at,
+			sent_at = excluded.sent_at, updated_at = excluded.updated_at
+			WHERE deliveries.status NOT IN (` + final + `)`
+	}
+	for start := 0; start < len(ds); start += deliveryBatch {
+		chunk := ds[start:min(start+deliveryBatch, len(ds))]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO deliveries (` + delivCols + `) VALUES `)
+		args := make([]any, 0, len(chunk)*16)
+		for i, d := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			if d.ID == "" {
+				d.ID = DeliveryID(d.NotificationID, d.Recipient, d.Channel)
+			}
+			created := domain.Millis(d.CreatedAt)
+			if created == 0 {
+				created = now
+			}
+			errMsg := d.Error
+			if len(errMsg) > 1000 {
+				errMsg = errMsg[:1000]
+			}
+			args = append(args, d.ID, d.AppID, d.NotificationID, d.Recipient, d.UserID, string(d.Channel), d.Address,
+				string(d.Status), d.Attempts, errMsg, d.ProviderID, d.ParentID, domain.Millis(d.NextAt), created, now, domain.Millis(d.SentAt))
+		}
+		b.WriteString(upd)
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("save %d deliveries: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// Deliveries returns every delivery of a notification, oldest first.
+func (s *Store) Deliveries(ctx context.Context, notificationID string) ([]*Delivery, error) {
+	return s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? ORDER BY created_at, id`, notificationID)
+}
+
+// DeliveriesOfApp returns the deliveries of an app's notification (for the query API).
+func (s *Store) DeliveriesOfApp(ctx context.Context, appID, notificationID string) ([]*Delivery, error) {
+	return s.queryDeliveries(ctx, s.db.R, `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? AND app_id = ? ORDER BY created_at, id`, notificationID, appID)
+}
+
+// GetDelivery loads one delivery.
+func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
+	ds, err := s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) == 0 {
+		return nil, ErrNotFound
+	}
+	return ds[0], nil
+}
+
+// DueDeliveries returns non-final deliveries whose next attempt time has
+// passed (the retry sweep), oldest first.
+func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]*Delivery, error) {
+	var out []*Delivery
+	for _, st := range []domain.DeliveryStatus{domain.DeliveryPending, domain.DeliveryQueued} {
+		ds, err := s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE status = ? AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
+			string(st), domain.Millis(now), limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ds...)
+	}
+	return out, nil
+}
+
+// OpenDeliveries counts the non-final deliveries of a notification.
+func (s *Store) OpenDeliveries(ctx context.Context, notificationID string) (int, error) {
+	var n int
+	err := s.db.W.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`, notificationID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count open deliveries of %s: %w", notificationID, err)
+	}
+	return n, nil
+}
+
+// FinalDeliveryIDs returns the ids of a notification's deliveries that
+// reached a final state (a resumed fan-out skips them).
+func (s *Store) FinalDeliveryIDs(ctx context.Context, notificationID string) (map[string]domain.DeliveryStatus, error) {
+	rows, err := s.db.W.QueryContext(ctx, `SELECT id, status FROM deliveries WHERE notification_id = ? AND status NOT IN ('pending', 'queued')`, notificationID)
+	if err != nil {
+		return nil, fmt.Errorf("final deliveries of %s: %w", notificationID, err)
+	}
+	defer rows.Close()
+	out := map[string]domain.DeliveryStatus{}
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, err
+		}
+		out[id] = domain.DeliveryStatus(st)
+	}
+	return out, rows.Err()
+}
+
+// ResetFailed moves an app's notification's failed deliveries back to
+// pending for a resend and returns them. Attempts restart from zero.
+func (s *Store) ResetFailed(ctx context.Context, appID, notificationID string) ([]*Delivery, error) {
+	var out []*Delivery
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? AND app_id = ? AND status = 'failed'`, notificationID, appID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			d, err := scanDelivery(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		now := sqldb.Now()
+		for _, d := range out {
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', attempts = 0, error = '', next_at = ?, updated_at = ? WHERE id = ?`, now, now, d.ID); err != nil {
+				return err
+			}
+			d.Status, d.Attempts, d.Error, d.NextAt = domain.DeliveryPending, 0, "", domain.FromMillis(now)
+		}
+		if len(out) > 0 {
+			_, err = tx.ExecContext(ctx, `UPDATE notifications SET status = 'processing', completed_at = 0, next_at = ?, updated_at = ? WHERE id = ?`, now, now, notificationID)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reset failed deliveries of %s: %w", notificationID, err)
+	}
+	return out, nil
+}
+
+func (s *Store) queryDeliveries(ctx context.Context, db *sql.DB, q string, args ...any) ([]*Delivery, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []*Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ToContract converts a stored delivery and its notification to the adapter's view.
+func ToContract(n *Notification, d *Delivery) *contracts.Delivery {
+	return &contracts.Delivery{
+		ID: d.ID, AppID: d.AppID, NotificationID: d.NotificationID, UserID: d.UserID, Channel: d.Channel,
+		Address: d.Address, Priority: n.Priority, Kind: n.Kind, Category: n.Category, TodoKey: n.Payload.TodoKey,
+		Data: n.Payload.Data, Attempt: d.Attempts + 1, CreatedAt: d.CreatedAt,
+	}
+}

@@ -1,0 +1,247 @@
+package messages_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"herald.dev/platform/domain"
+	"herald.dev/platform/ids"
+	"herald.dev/platform/messages"
+	"herald.dev/platform/sqldb"
+	"herald.dev/platform/sqldb/sqldbtest"
+)
+
+func newNotif(app string) *messages.Notification {
+	now := time.Now().UTC()
+	return &messages.Notification{
+		ID: ids.New("ntf"), AppID: app, Status: domain.MessageAccepted, Priority: domain.PriorityMedium,
+		Kind: domain.KindNotice, Category: "billing", TemplateCode: "welcome", TemplateVersion: 2,
+		Payload: messages.Payload{Data: map[string]any{"name": "Ada"}, Recipients: []domain.Recipient{{UserID: "u1"}}},
+		NextAt:  now.Add(time.Minute), CreatedAt: now, UpdatedAt: now,
+	}
+}
+
+func TestStore(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := messages.New(db, messages.Options{})
+		defer s.Close()
+
+		t.Run("accept and get", func(t *testing.T) {
+			n := newNotif("app_a")
+			res, err := s.Accept(ctx, n)
+			if err != nil || res.ID != n.ID || res.Duplicate {
+				t.Fatalf("accept = %+v, %v", res, err)
+			}
+			got, err := s.Get(ctx, "app_a", n.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.TemplateVersion != 2 || got.Payload.Data["name"] != "Ada" || got.Payload.Recipients[0].UserID != "u1" {
+				t.Fatalf("round trip lost data: %+v", got)
+			}
+			if _, err := s.Get(ctx, "app_b", n.ID); !errors.Is(err, messages.ErrNotFound) {
+				t.Fatalf("other app reads notification: %v", err)
+			}
+		})
+
+		t.Run("idempotency", func(t *testing.T) {
+			a := newNotif("app_a")
+			a.IdempotencyKey, a.RequestHash = "k1", "h1"
+			if _, err := s.Accept(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			b := newNotif("app_a")
+			b.IdempotencyKey, b.RequestHash = "k1", "h1"
+			res, err := s.Accept(ctx, b)
+			if err != nil || !res.Duplicate || res.ID != a.ID {
+				t.Fatalf("repeat = %+v, %v; want duplicate of %s", res, err, a.ID)
+			}
+			c := newNotif("app_a")
+			c.IdempotencyKey, c.RequestHash = "k1", "other"
+			if _, err := s.Accept(ctx, c); !errors.Is(err, messages.ErrIdempotencyConflict) {
+				t.Fatalf("conflict = %v", err)
+			}
+			d := newNotif("app_b") // same key, other app: independent
+			d.IdempotencyKey, d.RequestHash = "k1", "other"
+			if res, err := s.Accept(ctx, d); err != nil || res.Duplicate {
+				t.Fatalf("other app = %+v, %v", res, err)
+			}
+			if _, err := s.Get(ctx, "app_a", c.ID); !errors.Is(err, messages.ErrNotFound) {
+				t.Fatal("conflicting request was written")
+			}
+		})
+
+		t.Run("concurrent group commit", func(t *testing.T) {
+			const n = 400
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			idsOut := make(chan string, n)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					x := newNotif("app_c")
+					if i%4 == 0 { // a quarter share 10 keys: 10 winners, the rest duplicates
+						x.IdempotencyKey, x.RequestHash = fmt.Sprintf("key-%d", i%40), "same"
+					}
+					res, err := s.Accept(ctx, x)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !res.Duplicate {
+						idsOut <- res.ID
+					}
+				}(i)
+			}
+			wg.Wait()
+			close(errs)
+			close(idsOut)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			var count int
+			if err := db.R.QueryRow(`SELECT COUNT(*) FROM notifications WHERE app_id = 'app_c'`).Scan(&count); err != nil {
+				t.Fatal(err)
+			}
+			if want := 300 + 10; count != want || len(idsOut) != want {
+				t.Fatalf("rows %d, answered new %d, want %d", count, len(idsOut), want)
+			}
+		})
+
+		t.Run("deliveries never leave a final state", func(t *testing.T) {
+			n := newNotif("app_a")
+			if _, err := s.Accept(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			d := &messages.Delivery{AppID: "app_a", NotificationID: n.ID, Recipient: "u1", UserID: "u1", Channel: domain.ChannelEmail,
+				Address: "a@example.com", Status: domain.DeliveryQueued, Attempts: 1, Error: "timeout", NextAt: time.Now().Add(-time.Second)}
+			if err := s.SaveDeliveries(ctx, []*messages.Delivery{d}); err != nil {
+				t.Fatal(err)
+			}
+			if d.ID != messages.DeliveryID(n.ID, "u1", domain.ChannelEmail) {
+				t.Fatalf("delivery id %s is not deterministic", d.ID)
+			}
+			due, err := s.DueDeliveries(ctx, time.Now(), 10)
+			if err != nil || len(due) != 1 || due[0].ID != d.ID {
+				t.Fatalf("due = %v, %v", due, err)
+			}
+			sent := *d
+			sent.Status, sent.Attempts, sent.Error, sent.SentAt, sent.NextAt = domain.DeliverySent, 2, "", time.Now(), time.Time{}
+			if err := s.SaveDeliveries(ctx, []*messages.Delivery{&sent}); err != nil {
+				t.Fatal(err)
+			}
+			late := *d // a stale retry outcome arriving after the send
+			late.Status, late.Attempts = domain.DeliveryQueued, 3
+			if err := s.SaveDeliveries(ctx, []*messages.Delivery{&late}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.GetDelivery(ctx, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != domain.DeliverySent || got.Attempts != 2 || got.SentAt.IsZero() {
+				t.Fatalf("final delivery was changed: %+v", got)
+			}
+			open, err := s.OpenDeliveries(ctx, n.ID)
+			if err != nil || open != 0 {
+				t.Fatalf("open = %d, %v", open, err)
+			}
+		})
+
+		t.Run("due, transition, list, reset", func(t *testing.T) {
+			n := newNotif("app_d")
+			n.NextAt = time.Now().Add(-time.Second)
+			if _, err := s.Accept(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			due, err := s.Due(ctx, time.Now(), 100, domain.MessageAccepted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, x := range due {
+				found = found || x.ID == n.ID
+			}
+			if !found {
+				t.Fatal("accepted notification not due")
+			}
+			if c, err := s.Transition(ctx, []string{n.ID}, domain.MessageProcessing, time.Time{}, "", domain.MessageAccepted); err != nil || c != 1 {
+				t.Fatalf("transition = %d, %v", c, err)
+			}
+			if c, _ := s.Transition(ctx, []string{n.ID}, domain.MessageProcessing, time.Time{}, "", domain.MessageAccepted); c != 0 {
+				t.Fatal("transition from a status it is not in")
+			}
+			f := &messages.Delivery{AppID: "app_d", NotificationID: n.ID, Recipient: "u9", UserID: "u9", Channel: domain.ChannelWebhook,
+				Status: domain.DeliveryFailed, Attempts: 8, Error: "500"}
+			if err := s.SaveDeliveries(ctx, []*messages.Delivery{f}); err != nil {
+				t.Fatal(err)
+			}
+			list, _, err := s.List(ctx, "app_d", messages.Filter{UserID: "u9", Channel: domain.ChannelWebhook})
+			if err != nil || len(list) != 1 || list[0].ID != n.ID {
+				t.Fatalf("list by user = %v, %v", list, err)
+			}
+			if list, _, _ := s.List(ctx, "app_d", messages.Filter{UserID: "nobody"}); len(list) != 0 {
+				t.Fatal("list by unknown user returned rows")
+			}
+			reset, err := s.ResetFailed(ctx, "app_d", n.ID)
+			if err != nil || len(reset) != 1 || reset[0].Status != domain.DeliveryPending {
+				t.Fatalf("reset = %v, %v", reset, err)
+			}
+			if reset, _ := s.ResetFailed(ctx, "app_other", n.ID); len(reset) != 0 {
+				t.Fatal("other app reset deliveries")
+			}
+		})
+
+		t.Run("pagination", func(t *testing.T) {
+			for i := 0; i < 7; i++ {
+				if _, err := s.Accept(ctx, newNotif("app_p")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			seen := map[string]bool{}
+			cursor := ""
+			for page := 0; page < 10; page++ {
+				list, next, err := s.List(ctx, "app_p", messages.Filter{Limit: 3, Cursor: cursor})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, n := range list {
+					if seen[n.ID] {
+						t.Fatalf("%s twice", n.ID)
+					}
+					seen[n.ID] = true
+				}
+				if next == "" {
+					break
+				}
+				cursor = next
+			}
+			if len(seen) != 7 {
+				t.Fatalf("paged through %d of 7", len(seen))
+			}
+		})
+	})
+}
+
+func BenchmarkAccept(b *testing.B) {
+	db := sqldbtest.SQLite(b)
+	s := messages.New(db, messages.Options{})
+	defer s.Close()
+	ctx := context.Background()
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Accept(ctx, newNotif("app_bench")); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
