@@ -143,7 +143,7 @@ func Defaults() Config {
 		DataDir:  "./herald-data",
 		Targets:  "all",
 		LogLevel: "info",
-		Database: Database{MaxOpen: 32, CommitWindow: 2 * time.Millisecond, CommitBatch: 512},
+		Database: Database{MaxOpen: 32, CommitWindow: 0, CommitBatch: 512},
 		Queue:    Queue{Driver: "embedded", LaneCapacity: 65536, AgeLimit: 5 * time.Second, RocketMQ: RocketMQ{TopicPrefix: "herald", Group: "herald-outbound"}},
 		Outbound: Outbound{Workers: 16, MaxAttempts: 8, BackoffBase: time.Second, BackoffMax: 10 * time.Minute,
 			SweepInterval: 5 * time.Second, StaleAfter: 2 * time.Minute, DefaultChannels: []string{"inapp"}},

@@ -1,0 +1,66 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"herald.dev/platform/config"
+)
+
+func TestLayers(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yml")
+	if err := os.WriteFile(file, []byte("http:\n  addr: ':9000'\noutbound:\n  workers: 4\nsmtp:\n  host: mail.local\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "pw")
+	if err := os.WriteFile(secret, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file, []string{
+		"HERALD_OUTBOUND_WORKERS=8",
+		"HERALD_SMTP_PASSWORD_FILE=" + secret,
+		"HERALD_DATABASE_URL=mysql://u:pw@db:3306/herald",
+		"HERALD_OUTBOUND_BACKOFF_BASE=250ms",
+		"HERALD_OUTBOUND_DEFAULT_CHANNELS=inapp, email",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != ":9000" || cfg.Outbound.Workers != 8 || cfg.SMTP.Host != "mail.local" || cfg.SMTP.Password != "hunter2" {
+		t.Fatalf("layers not applied: %+v", cfg)
+	}
+	if cfg.Outbound.BackoffBase != 250*time.Millisecond || len(cfg.Outbound.DefaultChannels) != 2 {
+		t.Fatalf("env parsing: %+v", cfg.Outbound)
+	}
+	if err := cfg.Set("outbound.workers", "2"); err != nil || cfg.Outbound.Workers != 2 {
+		t.Fatalf("set: %v", err)
+	}
+	if err := cfg.Set("outbound.nope", "2"); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	out, err := cfg.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "hunter2") || strings.Contains(string(out), ":pw@") {
+		t.Fatalf("dump leaks secrets:\n%s", out)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	for _, env := range []string{"HERALD_OUTBOUND_WORKERS=x", "HERALD_QUEUE_DRIVER=kafka", "HERALD_SMTP_TLS=maybe", "HERALD_OUTBOUND_BACKOFF_BASE=soon"} {
+		if _, err := config.Load("", []string{env}); err == nil {
+			t.Errorf("%s accepted", env)
+		}
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yml")
+	os.WriteFile(file, []byte("htp:\n  addr: x\n"), 0o600)
+	if _, err := config.Load(file, nil); err == nil {
+		t.Error("unknown YAML key accepted")
+	}
+}
