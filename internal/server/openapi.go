@@ -11,9 +11,9 @@ import (
 // openAPIDoc merges the services' path fragments into one OpenAPI 3.1 document.
 func openAPIDoc(version string, fragments ...map[string]any) map[string]any {
 	paths := map[string]any{
-		"/healthz": op("get", "Liveness probe", false),
-		"/readyz":  op("get", "Readiness probe (checks the database)", false),
-		"/metrics": op("get", "Prometheus metrics", false),
+		"/healthz":      op("get", "Liveness probe", false),
+		"/readyz":       op("get", "Readiness probe (checks the database)", false),
+		"/metrics":      op("get", "Prometheus metrics", false),
 		"/openapi.json": op("get", "This document", false),
 	}
 	for _, f := range fragments {

@@ -70,7 +70,7 @@ type Server struct {
 	Addr    string
 	Targets Targets
 
-	logger *log.Logger
+	logger  *log.Logger
 	closers []func()
 	runners []func(ctx context.Context) error
 	ready   sync.WaitGroup
