@@ -667,3 +667,36 @@ func ToContract(n *Notification, d *Delivery) *contracts.Delivery {
 		Data: n.Payload.Data, Attempt: d.Attempts + 1, CreatedAt: d.CreatedAt,
 	}
 }
+
+// Scrub removes the given keys from a notification's data and inline
+// content (used to erase one-time codes once they can no longer be used).
+func (s *Store) Scrub(ctx context.Context, id string, dataKeys ...string) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var payload string
+		err := tx.QueryRowContext(ctx, `SELECT payload FROM notifications WHERE id = ?`, id).Scan(&payload)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("scrub %s: %w", id, err)
+		}
+		var p Payload
+		if err := json.Unmarshal([]byte(payload), &p); err != nil {
+			return fmt.Errorf("scrub %s: %w", id, err)
+		}
+		for _, k := range dataKeys {
+			delete(p.Data, k)
+		}
+		for ch, c := range p.Content {
+			c.Text, c.HTML, c.Body, c.Markdown = "[erased]", "", "[erased]", ""
+			c.Params = nil
+			p.Content[ch] = c
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE notifications SET payload = ?, updated_at = ? WHERE id = ?`, string(b), sqldb.Now(), id)
+		return err
+	})
+}
