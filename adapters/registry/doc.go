@@ -1,2 +1,0 @@
-// Package registry holds the channel adapters by name.
-package registry
