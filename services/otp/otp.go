@@ -62,14 +62,14 @@ var (
 
 // Options tune the service; zero values take the defaults shown.
 type Options struct {
-	TTL            time.Duration // 5m; requests may ask for 1m..30m
-	MaxAttempts    int           // 5
-	Cooldown       time.Duration // 60s between sends to one recipient and purpose
-	PerHour        int           // 10 sends per recipient and purpose per hour
-	AppRate        rate.Limit    // 50 sends/s per app
-	AppBurst       int           // 100
-	SweepInterval  time.Duration // 30s: scrub used and expired codes from payloads
-	Now            func() time.Time
+	TTL           time.Duration // 5m; requests may ask for 1m..30m
+	MaxAttempts   int           // 5
+	Cooldown      time.Duration // 60s between sends to one recipient and purpose
+	PerHour       int           // 10 sends per recipient and purpose per hour
+	AppRate       rate.Limit    // 50 sends/s per app
+	AppBurst      int           // 100
+	SweepInterval time.Duration // 30s: scrub used and expired codes from payloads
+	Now           func() time.Time
 }
 
 // Deps are what the service needs.
@@ -278,7 +278,7 @@ func (s *Service) send(c *fiber.Ctx) error {
 	n := &messages.Notification{
 		ID: ids.New("ntf"), AppID: appID, Status: domain.MessageAccepted, Priority: domain.PriorityHigh,
 		Kind: domain.KindNotice, Category: "otp",
-		Payload: messages.Payload{Data: data, Recipients: []domain.Recipient{rcpt}, Channels: []domain.Channel{ch}, Locale: req.Locale},
+		Payload:   messages.Payload{Data: data, Recipients: []domain.Recipient{rcpt}, Channels: []domain.Channel{ch}, Locale: req.Locale},
 		ExpiresAt: now.Add(ttl), NextAt: now.Add(30 * time.Second), CreatedAt: now, UpdatedAt: now,
 	}
 	for _, f := range req.Fallback {

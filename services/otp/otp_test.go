@@ -34,8 +34,11 @@ func (q *fakeQueue) Publish(_ context.Context, msgs ...queue.Message) error {
 	q.mu.Unlock()
 	return nil
 }
-func (q *fakeQueue) Receive(ctx context.Context) (queue.Lease, error) { <-ctx.Done(); return nil, ctx.Err() }
-func (q *fakeQueue) Close() error                                     { return nil }
+func (q *fakeQueue) Receive(ctx context.Context) (queue.Lease, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+func (q *fakeQueue) Close() error { return nil }
 
 type env struct {
 	app        *fiber.App
