@@ -1,0 +1,68 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProcStats are a process's CPU time and memory, read from /proc.
+type ProcStats struct {
+	CPU     time.Duration // user + system
+	RSSKB   int64         // current resident set
+	PeakKB  int64         // VmHWM: peak resident set
+	Threads int
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+// ReadProc reads /proc/<pid>/stat and /proc/<pid>/status.
+func ReadProc(pid int) (ProcStats, error) {
+	var s ProcStats
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// fields after the ")" that ends the command name
+	rest := string(b)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+2:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 15 {
+		return s, fmt.Errorf("short /proc stat for %d", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	s.CPU = time.Duration(ut+st) * time.Second / clockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			s.RSSKB = n
+		case "VmHWM":
+			s.PeakKB = n
+		case "Threads":
+			s.Threads = int(n)
+		}
+	}
+	return s, nil
+}
+
+// CPUPercent is the CPU used between two readings as a percentage of one core.
+func CPUPercent(a, b ProcStats, wall time.Duration) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return float64(b.CPU-a.CPU) / float64(wall) * 100
+}

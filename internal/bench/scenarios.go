@@ -1,0 +1,225 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// Run executes the selected scenarios and returns the report.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		o.Binary = exe
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.GroupSize <= 0 {
+		o.GroupSize = 1_000_000
+	}
+	if o.HighRate <= 0 {
+		o.HighRate = 1000
+	}
+	if o.Users <= 0 {
+		o.Users = 1000
+	}
+	db := "embedded SQLite"
+	if o.DatabaseURL != "" {
+		db = "MariaDB " + o.DatabaseURL
+	}
+	rep := &Report{Machine: machine(), Database: db, Date: time.Now().UTC().Format(time.RFC3339), ServerCPU: map[string]float64{}}
+	o.logf("# herald bench: %s on %s", db, rep.Machine)
+
+	if has(o.Scenarios, "baseline") {
+		r, err := o.baseline(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("baseline: %w", err)
+		}
+		rep.Baseline = &r
+		o.logf("baseline (bare fiber, closed loop c=%d, %s): %s", o.Concurrency, o.Duration, r)
+	}
+
+	needServer := has(o.Scenarios, "accept") || has(o.Scenarios, "rate10k") || has(o.Scenarios, "e2e5k") || has(o.Scenarios, "priority")
+	if !needServer {
+		return rep, nil
+	}
+	s, err := o.startHerald(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer s.stop(o.KeepDir)
+	if err := s.importUsers(o.Users, ""); err != nil {
+		return rep, err
+	}
+	pid := s.cmd.Process.Pid
+	measure := func(name string, f func() error) error {
+		before, _ := ReadProc(pid)
+		t := time.Now()
+		err := f()
+		after, _ := ReadProc(pid)
+		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
+		rep.PeakRSSMB = float64(after.PeakKB) / 1024
+		return err
+	}
+	var handed uint64
+	if has(o.Scenarios, "accept") {
+		err := measure("accept", func() error {
+			r := ClosedLoop(ctx, NewClient(s.addr, s.key, o.Concurrency), "/v1/notifications", sendBody(o.Users, "medium"), o.Concurrency, o.Duration)
+			rep.Accept = &r
+			o.logf("accept max (closed loop c=%d, %s): %s", o.Concurrency, o.Duration, r)
+			handed += r.OK
+			_, err := s.drain(handed, 5*time.Minute)
+			return err
+		})
+		if err != nil {
+			return rep, err
+		}
+		if rep.Baseline != nil && rep.Baseline.Rate > 0 {
+			rep.Ratio = rep.Accept.Rate / rep.Baseline.Rate
+			o.logf("accept rate = %.2f × the bare-fiber baseline", rep.Ratio)
+		}
+	}
+	openLoop := func(name string, rate float64) (*Result, map[string]Summary, error) {
+		var res Result
+		var st benchStats
+		err := measure(name, func() error {
+			if err := s.reset(); err != nil {
+				return err
+			}
+			res = OpenLoop(ctx, NewClient(s.addr, s.key, 512), "/v1/notifications", sendBody(o.Users, "medium"), rate, o.Duration, 512)
+			var err error
+			st, err = s.drain(res.OK, 5*time.Minute)
+			return err
+		})
+		o.logf("%s (open loop %.0f/s, %s): %s", name, rate, o.Duration, res)
+		o.logf("%s end to end (request scheduled → adapter hand-off): p50 %.2f ms p99 %.2f ms p99.9 %.2f ms (%d hand-offs)",
+			name, st.E2E["medium"].P50, st.E2E["medium"].P99, st.E2E["medium"].P999, st.E2E["medium"].Count)
+		return &res, st.E2E, err
+	}
+	if has(o.Scenarios, "rate10k") {
+		r, e2e, err := openLoop("rate10k", 10000)
+		rep.Rate10k, rep.E2E10k = r, e2e
+		if err != nil {
+			return rep, err
+		}
+	}
+	if has(o.Scenarios, "e2e5k") {
+		r, e2e, err := openLoop("e2e5k", 5000)
+		rep.Rate5k, rep.E2E5k = r, e2e
+		if err != nil {
+			return rep, err
+		}
+	}
+	if has(o.Scenarios, "priority") {
+		pr, err := o.priority(ctx, s, pid)
+		rep.Priority = pr
+		if err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (o *Options) baseline(ctx context.Context) (Result, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return Result{}, err
+	}
+	cmd := exec.CommandContext(ctx, o.Binary, "bench-baseline", "--addr", addr)
+	if err := cmd.Start(); err != nil {
+		return Result{}, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return Result{}, fmt.Errorf("baseline server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ClosedLoop(ctx, NewClient(addr, "", o.Concurrency), "/v1/notifications", sendBody(o.Users, "medium"), o.Concurrency, o.Duration), nil
+}
+
+// priority imports a GroupSize-member group, sends one low-priority
+// notification to it, and while it fans out streams high-priority sends at
+// HighRate/s, measuring their end-to-end latency and the fan-out rate.
+func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityResult, error) {
+	pr := &PriorityResult{GroupSize: o.GroupSize}
+	t := time.Now()
+	o.logf("importing %d group members...", o.GroupSize)
+	if err := s.importUsers(o.GroupSize, "everyone"); err != nil {
+		return pr, err
+	}
+	pr.ImportSeconds = time.Since(t).Seconds()
+	o.logf("imported in %.1f s", pr.ImportSeconds)
+	if err := s.reset(); err != nil {
+		return pr, err
+	}
+	body := `{"content":{"*":{"title":"Maintenance tonight","body":"The service will be down 02:00-03:00."}},"recipients":[{"group_id":"everyone"}],"channels":["bench"],"priority":"low","category":"ops"}`
+	sendAt := time.Now()
+	code, b, err := s.client.Do("POST", "/v1/notifications", []byte(body), "")
+	if err != nil || code != 202 {
+		return pr, fmt.Errorf("group send: %d %s %v", code, b, err)
+	}
+	// high-priority stream until the fan-out completes (bounded)
+	hctx, stop := context.WithTimeout(ctx, 10*time.Minute)
+	var wg sync.WaitGroup
+	var high Result
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		high = OpenLoop(hctx, NewClient(s.addr, s.key, 64), "/v1/notifications", sendBody(o.Users, "high"), o.HighRate, 10*time.Minute, 64)
+	}()
+	var st benchStats
+	for {
+		st, err = s.stats()
+		if err != nil {
+			break
+		}
+		if st.Handoffs["low"] >= uint64(o.GroupSize) || time.Since(sendAt) > 10*time.Minute {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	wg.Wait()
+	st, _ = s.stats()
+	pr.Delivered = st.Handoffs["low"]
+	pr.FanoutSeconds = time.Unix(0, st.Last).Sub(sendAt).Seconds()
+	if pr.FanoutSeconds > 0 {
+		pr.FanoutPerSecond = float64(pr.Delivered) / pr.FanoutSeconds
+	}
+	pr.High = st.E2E["high"]
+	pr.HighAPI = high.Latency.Summarize()
+	ps, _ := ReadProc(pid)
+	pr.PeakRSSMB = float64(ps.PeakKB) / 1024
+	o.logf("fan-out: %d deliveries in %.1f s = %.0f deliveries/s; server peak RSS %.0f MB", pr.Delivered, pr.FanoutSeconds, pr.FanoutPerSecond, pr.PeakRSSMB)
+	o.logf("high priority at %.0f/s during the fan-out: end to end p50 %.2f ms p99 %.2f ms p99.9 %.2f ms (%d); api p99 %.2f ms",
+		o.HighRate, pr.High.P50, pr.High.P99, pr.High.P999, pr.High.Count, pr.HighAPI.P99)
+	if pr.Delivered < uint64(o.GroupSize) {
+		return pr, fmt.Errorf("fan-out incomplete: %d of %d", pr.Delivered, o.GroupSize)
+	}
+	return pr, nil
+}
+
+// JSON renders the report.
+func (r *Report) JSON() []byte {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return b
+}

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"herald.dev/internal/bench"
+	"herald.dev/platform/contracts"
+	"herald.dev/platform/domain"
+)
+
+// BenchRecorder is the hand-off end of the benchmark: the sender of the
+// "bench" channel (no I/O) that measures end-to-end latency from the time the
+// load generator scheduled the request (data.t0, Unix nanoseconds) to the
+// hand-off, per priority, and counts hand-offs. It is enabled by
+// HERALD_BENCH=1 and served at /debug/bench.
+type BenchRecorder struct {
+	state atomic.Pointer[benchState]
+}
+
+type benchState struct {
+	e2e      [3]bench.Histogram
+	handoffs [3]atomic.Uint64
+	first    atomic.Int64
+	last     atomic.Int64
+}
+
+// NewBenchRecorder returns a recorder with empty statistics.
+func NewBenchRecorder() *BenchRecorder {
+	r := &BenchRecorder{}
+	r.state.Store(&benchState{})
+	return r
+}
+
+// Channel implements contracts.Sender.
+func (r *BenchRecorder) Channel() domain.Channel { return domain.ChannelBench }
+
+// Send records the hand-off.
+func (r *BenchRecorder) Send(_ context.Context, d *contracts.Delivery) (contracts.Result, error) {
+	now := time.Now()
+	s := r.state.Load()
+	rank := d.Priority.Rank()
+	s.handoffs[rank].Add(1)
+	s.first.CompareAndSwap(0, now.UnixNano())
+	s.last.Store(now.UnixNano())
+	if v, ok := d.Data["t0"].(string); ok {
+		if t0, err := strconv.ParseInt(v, 10, 64); err == nil {
+			s.e2e[rank].Record(now.Sub(time.Unix(0, t0)))
+		}
+	}
+	return contracts.Result{Delivered: true}, nil
+}
+
+// BenchStats is the JSON served at /debug/bench.
+type BenchStats struct {
+	Handoffs map[string]uint64        `json:"handoffs"`
+	E2E      map[string]bench.Summary `json:"e2e"`
+	First    int64                    `json:"first_unix_nano"`
+	Last     int64                    `json:"last_unix_nano"`
+}
+
+// Stats returns the current statistics.
+func (r *BenchRecorder) Stats() BenchStats {
+	s := r.state.Load()
+	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, First: s.first.Load(), Last: s.last.Load()}
+	for _, p := range domain.Priorities {
+		out.Handoffs[string(p)] = s.handoffs[p.Rank()].Load()
+		out.E2E[string(p)] = s.e2e[p.Rank()].Summarize()
+	}
+	return out
+}
+
+// Mount serves GET /debug/bench and POST /debug/bench/reset.
+func (r *BenchRecorder) Mount(app fiber.Router) {
+	app.Get("/debug/bench", func(c *fiber.Ctx) error { return c.JSON(r.Stats()) })
+	app.Post("/debug/bench/reset", func(c *fiber.Ctx) error {
+		r.state.Store(&benchState{})
+		return c.SendStatus(fiber.StatusNoContent)
+	})
+}

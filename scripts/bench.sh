@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench (short) and make bench-full: runs `herald bench` on embedded
+# SQLite and on MariaDB. The full run is what docs/benchmarks.md records.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-short}
+mkdir -p .tmp
+if [ "$mode" = full ]; then
+	args=(--duration 20s --group-size 1000000)
+else
+	args=(--duration 5s --group-size 100000)
+fi
+echo "== embedded SQLite"
+./bin/herald bench "${args[@]}" --json .tmp/bench-sqlite.json
+url=$(deploy/scripts/mariadb.sh start)
+echo "== MariaDB ($url, innodb_flush_log_at_trx_commit=1)"
+./bin/herald bench "${args[@]}" --scenarios accept,rate10k,e2e5k,priority --database-url "$url" --json .tmp/bench-mariadb.json
