@@ -1,0 +1,109 @@
+package sqlstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"herald.dev/analytics"
+	"herald.dev/analytics/analyticstest"
+	"herald.dev/analytics/sqlstore"
+	"herald.dev/platform/contracts"
+	"herald.dev/platform/ids"
+	"herald.dev/platform/sqldb"
+	"herald.dev/platform/sqldb/sqldbtest"
+)
+
+func TestConformance(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		s := sqlstore.New(db)
+		analyticstest.Run(t, func(*testing.T) analytics.Sink { return s })
+	}, sqlstore.Migrations)
+}
+
+func TestSweepDeletesOldEventsKeepsRollups(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := sqlstore.New(db)
+		app := ids.New("app")
+		now := time.Now().UTC()
+		var old, fresh []string
+		var evs []contracts.Event
+		for i := 0; i < 12; i++ { // 12 old events: more than one delete chunk is not needed, but several notifications are
+			n := ids.New("ntf")
+			old = append(old, n)
+			evs = append(evs, contracts.Event{AppID: app, NotificationID: n, Type: contracts.EventAccepted, At: now.Add(-40 * 24 * time.Hour)})
+		}
+		for i := 0; i < 3; i++ {
+			n := ids.New("ntf")
+			fresh = append(fresh, n)
+			evs = append(evs, contracts.Event{AppID: app, NotificationID: n, Type: contracts.EventAccepted, At: now.Add(-time.Hour)})
+		}
+		if err := s.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Sweep(ctx, now.Add(-30*24*time.Hour))
+		if err != nil || n != 12 {
+			t.Fatalf("Sweep = %d, %v; want 12 deleted", n, err)
+		}
+		for _, id := range old {
+			if got, _ := s.Events(ctx, app, id); len(got) != 0 {
+				t.Errorf("old notification %s still has events after the sweep", id)
+			}
+		}
+		for _, id := range fresh {
+			if got, _ := s.Events(ctx, app, id); len(got) != 1 {
+				t.Errorf("fresh notification %s lost its events in the sweep", id)
+			}
+		}
+		sum, err := s.Summary(ctx, app, now.Add(-41*24*time.Hour), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Counts[contracts.EventAccepted] != 15 {
+			t.Errorf("rollups after the sweep count %d accepted, want 15 (rollups are kept)", sum.Counts[contracts.EventAccepted])
+		}
+		if n, err := s.Sweep(ctx, now.Add(-30*24*time.Hour)); err != nil || n != 0 {
+			t.Errorf("second Sweep = %d, %v; want 0", n, err)
+		}
+	}, sqlstore.Migrations)
+}
+
+func TestSweepManyChunks(t *testing.T) {
+	db := sqldbtest.SQLite(t, sqlstore.Migrations)
+	ctx := context.Background()
+	s := sqlstore.New(db)
+	app := ids.New("app")
+	evs := make([]contracts.Event, 12000)
+	for i := range evs {
+		evs[i] = contracts.Event{AppID: app, NotificationID: "n", Type: contracts.EventQueued, At: time.UnixMilli(int64(1_000_000 + i))}
+	}
+	if err := s.WriteEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Sweep(ctx, time.UnixMilli(1_000_000+11_000))
+	if err != nil || n != 11000 {
+		t.Fatalf("Sweep = %d, %v; want 11000", n, err)
+	}
+	if got, _ := s.Events(ctx, app, "n"); len(got) != 1000 {
+		t.Errorf("%d events left, want 1000", len(got))
+	}
+}
+
+func BenchmarkWriteEventsSQLite(b *testing.B) {
+	db := sqldbtest.SQLite(b, sqlstore.Migrations)
+	s := sqlstore.New(db)
+	app := ids.New("app")
+	batch := make([]contracts.Event, 500)
+	for i := range batch {
+		batch[i] = contracts.Event{AppID: app, NotificationID: ids.New("ntf"), DeliveryID: ids.New("dlv"), Channel: "email",
+			Category: "billing", Type: contracts.EventSent, At: time.Now(), LatencyMS: int64(i)}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.WriteEvents(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "events/s")
+}
