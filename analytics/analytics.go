@@ -65,7 +65,9 @@ type QueryError struct {
 	Reason string
 }
 
-func (e *QueryError) Error() string { return fmt.Sprintf("%v: %s: %s", ErrInvalidQuery, e.Param, e.Reason) }
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", ErrInvalidQuery, e.Param, e.Reason)
+}
 
 // Unwrap makes errors.Is(err, ErrInvalidQuery) true.
 func (e *QueryError) Unwrap() error { return ErrInvalidQuery }
