@@ -1,0 +1,220 @@
+package outbound
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"herald.dev/platform/contracts"
+	"herald.dev/platform/messages"
+)
+
+// recEntry is a group of delivery rows recorded together (in one
+// transaction), the tracker events they imply, and what to do once they are
+// durable (ok) or could not be written (!ok, shutdown only).
+type recEntry struct {
+	rows    []*messages.Delivery
+	events  []contracts.Event
+	after   func(ok bool)
+	barrier chan bool
+}
+
+// recorder batches delivery rows: it flushes with one SaveDeliveries call
+// when RecordBatch rows are waiting, after RecordInterval, or at once when
+// someone waits on a barrier. Writes that fail are retried (the rows stay
+// buffered and producers block once the buffer is full), so an outcome is
+// never silently dropped while the handler runs. Tracker events are emitted
+// after their rows are durable.
+type recorder struct {
+	h        *Handler
+	batch    int
+	maxRows  int
+	interval time.Duration
+
+	mu       sync.Mutex
+	notFull  *sync.Cond
+	buf      []recEntry
+	rows     int
+	barriers int
+	closed   bool
+	killed   bool
+	kick     chan struct{}
+	done     chan struct{}
+}
+
+func newRecorder(h *Handler) *recorder {
+	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, interval: h.tun.RecordInterval,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	r.notFull = sync.NewCond(&r.mu)
+	return r
+}
+
+func (r *recorder) start() { go r.loop() }
+
+func (r *recorder) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// submit queues an entry, blocking while the buffer is full.
+func (r *recorder) submit(e recEntry) {
+	r.mu.Lock()
+	for r.rows >= r.maxRows && !r.killed && !r.closed {
+		r.notFull.Wait()
+	}
+	if r.killed {
+		r.mu.Unlock()
+		if e.barrier != nil {
+			e.barrier <- false
+		}
+		return
+	}
+	first := len(r.buf) == 0
+	r.buf = append(r.buf, e)
+	r.rows += len(e.rows)
+	if e.barrier != nil {
+		r.barriers++
+	}
+	urgent := r.rows >= r.batch || e.barrier != nil
+	r.mu.Unlock()
+	if first || urgent {
+		r.wake()
+	}
+}
+
+// flush waits until everything submitted before it is durable.
+func (r *recorder) flush(ctx context.Context) bool {
+	b := make(chan bool, 1)
+	r.submit(recEntry{barrier: b})
+	select {
+	case ok := <-b:
+		return ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (r *recorder) pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rows
+}
+
+// close flushes what is buffered and stops the flusher.
+func (r *recorder) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.notFull.Broadcast()
+	r.mu.Unlock()
+	r.wake()
+	<-r.done
+}
+
+// kill stops without flushing (simulated crash).
+func (r *recorder) kill() {
+	r.mu.Lock()
+	r.killed = true
+	buf := r.buf
+	r.buf, r.rows = nil, 0
+	r.notFull.Broadcast()
+	r.mu.Unlock()
+	for _, e := range buf {
+		if e.barrier != nil {
+			e.barrier <- false
+		}
+	}
+	r.wake()
+}
+
+func (r *recorder) loop() {
+	defer close(r.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		r.mu.Lock()
+		for len(r.buf) == 0 {
+			if r.closed || r.killed {
+				r.mu.Unlock()
+				return
+			}
+			r.mu.Unlock()
+			<-r.kick
+			r.mu.Lock()
+		}
+		urgent := r.rows >= r.batch || r.barriers > 0 || r.closed || r.killed
+		r.mu.Unlock()
+		if !urgent {
+			timer.Reset(r.interval)
+			select {
+			case <-r.kick:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+		r.mu.Lock()
+		take := r.buf
+		r.buf, r.rows, r.barriers = nil, 0, 0
+		r.notFull.Broadcast()
+		r.mu.Unlock()
+		r.write(take)
+	}
+}
+
+func (r *recorder) write(take []recEntry) {
+	h := r.h
+	var rows []*messages.Delivery
+	var events []contracts.Event
+	for _, e := range take {
+		rows = append(rows, e.rows...)
+		events = append(events, e.events...)
+	}
+	ok := true
+	if len(rows) > 0 {
+		ok = r.save(rows)
+	}
+	if ok && len(events) > 0 {
+		h.track.Track(events...)
+	}
+	for _, e := range take {
+		if e.after != nil {
+			e.after(ok)
+		}
+		if e.barrier != nil {
+			e.barrier <- ok
+		}
+	}
+}
+
+// save writes rows, retrying until it succeeds. While closing it gives up
+// after the shutdown grace; killed, it gives up at once.
+func (r *recorder) save(rows []*messages.Delivery) bool {
+	h := r.h
+	var deadline time.Time
+	backoff := 50 * time.Millisecond
+	for {
+		r.mu.Lock()
+		killed, closed := r.killed, r.closed
+		r.mu.Unlock()
+		if killed || h.dead.Load() {
+			return false
+		}
+		if closed && deadline.IsZero() {
+			deadline = time.Now().Add(h.tun.ShutdownGrace)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := h.store.SaveDeliveries(ctx, rows)
+		cancel()
+		if err == nil {
+			return true
+		}
+		h.logf("outbound: record %d deliveries: %v (retrying)", len(rows), err)
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			h.logf("outbound: giving up recording %d deliveries at shutdown; reconciliation resumes them", len(rows))
+			return false
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
