@@ -256,6 +256,10 @@ type memberStream struct {
 	pending []*groupCursor // cursors not yet filled
 	h       cursorHeap
 	last    string // last emitted user id
+	// idsOnly merges bare member ids (several groups: a user in two of them
+	// is read twice, so only the cheap covering-index rows are) and loads
+	// the distinct users afterwards; a single group joins the user rows directly.
+	idsOnly bool
 }
 
 type groupCursor struct {
@@ -273,7 +277,7 @@ func (s *Service) newMemberStream(appID string, groups []string, batch int, afte
 	if len(groups)*chunk > memberStreamBudget {
 		chunk = max(32, memberStreamBudget/len(groups))
 	}
-	st := &memberStream{s: s, appID: appID, chunk: chunk, last: after}
+	st := &memberStream{s: s, appID: appID, chunk: chunk, last: after, idsOnly: len(groups) > 1}
 	for _, g := range groups {
 		st.pending = append(st.pending, &groupCursor{groupID: g, after: after})
 	}
@@ -284,12 +288,18 @@ const memberQuery = `SELECT u.id, u.name, u.email, u.phone, u.locale, u.timezone
 FROM profile_group_members m JOIN profile_users u ON u.app_id = m.app_id AND u.id = m.user_id
 WHERE m.app_id = ? AND m.group_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?`
 
+const memberIDQuery = `SELECT user_id FROM profile_group_members WHERE app_id = ? AND group_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`
+
 // fill reads the cursor's next chunk; it reports whether rows are buffered.
 func (st *memberStream) fill(ctx context.Context, c *groupCursor) (bool, error) {
 	if c.done {
 		return false, nil
 	}
-	rows, err := st.s.db.R.QueryContext(ctx, memberQuery, st.appID, c.groupID, c.after, st.chunk)
+	q := memberQuery
+	if st.idsOnly {
+		q = memberIDQuery
+	}
+	rows, err := st.s.db.R.QueryContext(ctx, q, st.appID, c.groupID, c.after, st.chunk)
 	if err != nil {
 		return false, fmt.Errorf("members of %s: %w", c.groupID, err)
 	}
@@ -298,7 +308,12 @@ func (st *memberStream) fill(ctx context.Context, c *groupCursor) (bool, error) 
 	c.pos = 0
 	for rows.Next() {
 		var r userRow
-		if err := rows.Scan(r.dest()...); err != nil {
+		if st.idsOnly {
+			err = rows.Scan(&r.id)
+		} else {
+			err = rows.Scan(r.dest()...)
+		}
+		if err != nil {
 			return false, fmt.Errorf("members of %s: %w", c.groupID, err)
 		}
 		c.buf = append(c.buf, r)
@@ -316,8 +331,33 @@ func (st *memberStream) fill(ctx context.Context, c *groupCursor) (bool, error) 
 	return false, nil
 }
 
-// next returns up to n distinct member rows after the last one returned.
+// next returns up to n distinct member rows after the last one returned;
+// fewer only at the end of the stream.
 func (st *memberStream) next(ctx context.Context, n int) ([]userRow, error) {
+	if !st.idsOnly {
+		return st.merge(ctx, n)
+	}
+	var out []userRow
+	for len(out) < n {
+		ids, err := st.merge(ctx, n-len(out))
+		if err != nil || len(ids) == 0 {
+			return out, err
+		}
+		full, err := st.hydrate(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = full
+		} else {
+			out = append(out, full...)
+		}
+	}
+	return out, nil
+}
+
+// merge returns up to n distinct rows from the merged cursors.
+func (st *memberStream) merge(ctx context.Context, n int) ([]userRow, error) {
 	for _, c := range st.pending {
 		ok, err := st.fill(ctx, c)
 		if err != nil {
@@ -355,6 +395,38 @@ func (st *memberStream) next(ctx context.Context, n int) ([]userRow, error) {
 		}
 	}
 	return out, nil
+}
+
+// hydrate replaces bare ids (sorted) with full user rows, in the same order;
+// users deleted meanwhile drop out.
+func (st *memberStream) hydrate(ctx context.Context, ids []userRow) ([]userRow, error) {
+	full := make([]userRow, 0, len(ids))
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(len(ids), start+1000)]
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, st.appID)
+		for _, r := range chunk {
+			args = append(args, r.id)
+		}
+		rows, err := st.s.db.R.QueryContext(ctx, `SELECT `+userCols+` FROM profile_users WHERE app_id = ? AND id IN (`+
+			sqldb.Placeholders(len(chunk))+`) ORDER BY id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("load members: %w", err)
+		}
+		for rows.Next() {
+			var r userRow
+			if err := rows.Scan(r.dest()...); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("load members: %w", err)
+			}
+			full = append(full, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("load members: %w", err)
+		}
+	}
+	return full, nil
 }
 
 type cursorHeap []*groupCursor
