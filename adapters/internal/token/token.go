@@ -18,6 +18,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -152,3 +153,27 @@ func (c *Cache) Invalidate(stale string) {
 
 // Fetches returns how many fetches the cache has started.
 func (c *Cache) Fetches() int64 { return c.fetches.Load() }
+
+// ErrRejected is what a call reports (wrapped) when the vendor rejected the
+// token it was given as expired or invalid.
+var ErrRejected = errors.New("access token rejected")
+
+// Use runs call with a cached token. When call reports the token rejected
+// (an error wrapping ErrRejected), the token is invalidated and call runs
+// once more with a fresh one; a second rejection is returned as is.
+func Use[T any](ctx context.Context, c *Cache, call func(ctx context.Context, token string) (T, error)) (T, error) {
+	var zero T
+	tok, err := c.Get(ctx)
+	if err != nil {
+		return zero, err
+	}
+	v, err := call(ctx, tok)
+	if err == nil || !errors.Is(err, ErrRejected) {
+		return v, err
+	}
+	c.Invalidate(tok)
+	if tok, err = c.Get(ctx); err != nil {
+		return zero, err
+	}
+	return call(ctx, tok)
+}

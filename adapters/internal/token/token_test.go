@@ -209,3 +209,28 @@ func BenchmarkGetCached(b *testing.B) {
 		}
 	})
 }
+
+func TestUseRetriesOnceAfterRejection(t *testing.T) {
+	v := &vendor{ttl: time.Hour}
+	c := New(v.fetch, Options{})
+	var calls []string
+	res, err := Use(context.Background(), c, func(_ context.Context, tok string) (string, error) {
+		calls = append(calls, tok)
+		if tok == "tok-1" {
+			return "", fmt.Errorf("42001 access_token expired: %w", ErrRejected)
+		}
+		return "sent with " + tok, nil
+	})
+	if err != nil || res != "sent with tok-2" || fmt.Sprint(calls) != "[tok-1 tok-2]" {
+		t.Fatalf("res %q err %v calls %v", res, err, calls)
+	}
+	// A token rejected twice is reported, not retried forever.
+	n := 0
+	_, err = Use(context.Background(), c, func(context.Context, string) (string, error) {
+		n++
+		return "", fmt.Errorf("40001: %w", ErrRejected)
+	})
+	if !errors.Is(err, ErrRejected) || n != 2 {
+		t.Fatalf("err %v after %d calls, want ErrRejected after 2", err, n)
+	}
+}
