@@ -75,7 +75,8 @@ type Stats struct {
 	// Retries counts retried write attempts; Batches successful writes.
 	Retries uint64 `json:"retries"`
 	Batches uint64 `json:"batches"`
-	// Buffered is the number of events waiting now.
+	// Buffered is the number of events tracked but not yet written or lost
+	// (in the buffer or in the batch being written).
 	Buffered int `json:"buffered"`
 }
 
@@ -112,9 +113,10 @@ var _ contracts.Tracker = (*Tracker)(nil)
 type shard struct {
 	mu      sync.Mutex
 	buf     []contracts.Event
+	spare   []contracts.Event // the buffer to swap in at the next drain
 	tracked uint64
 	closed  bool
-	_       [40]byte // keep neighbouring shards' locks off one cache line
+	_       [16]byte // keep neighbouring shards' locks off one cache line
 }
 
 // NewTracker starts a tracker writing to sink. Call Close to flush and stop it.
@@ -240,9 +242,10 @@ func (t *Tracker) Stats() Stats {
 		s := &t.shards[i]
 		s.mu.Lock()
 		st.Tracked += s.tracked
-		st.Buffered += len(s.buf)
 		s.mu.Unlock()
 	}
+	// Written and Lost were read first, so this is never negative.
+	st.Buffered = int(st.Tracked - st.Written - st.Lost)
 	return st
 }
 
@@ -267,8 +270,9 @@ func (t *Tracker) run() {
 	}
 }
 
-// drain moves every shard's events into t.pending, swapping in fresh buffers
-// so that producers are blocked only for a slice swap.
+// drain moves every shard's events into t.pending. Each shard swaps in its
+// spare buffer, so producers wait only for a slice swap, and gets the old one
+// back (cleared) as its next spare: steady state allocates nothing.
 func (t *Tracker) drain() {
 	t.pending = t.pending[:0]
 	for i := range t.shards {
@@ -279,9 +283,13 @@ func (t *Tracker) drain() {
 			continue
 		}
 		buf := s.buf
-		s.buf = make([]contracts.Event, 0, min(t.shardCap, max(len(buf), 1024)))
+		s.buf, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
 		t.pending = append(t.pending, buf...)
+		clear(buf) // drop the events' strings
+		s.mu.Lock()
+		s.spare = buf[:0]
+		s.mu.Unlock()
 	}
 }
 
