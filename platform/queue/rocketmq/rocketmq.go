@@ -202,7 +202,9 @@ func newQueue(prefix string, o Options) *Queue {
 
 // Publish sends msgs to their lane topics, one batch request per lane. It
 // validates the whole batch first (nothing is sent if a message has an
-// empty id or an unknown priority). EnqueuedAt is set to now when zero.
+// empty id or an unknown priority). EnqueuedAt is set to now when zero. If
+// a send fails after another lane's batch went out, those messages stay
+// published; the outbox re-publishes the rest and consumers deduplicate.
 func (q *Queue) Publish(ctx context.Context, msgs ...queue.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -238,6 +240,9 @@ func (q *Queue) Publish(ctx context.Context, msgs ...queue.Message) error {
 		for len(pms) > 0 {
 			n := min(len(pms), publishBatch)
 			if err := q.send(ctx, pms[:n]...); err != nil {
+				if q.closing.Load() {
+					return queue.ErrClosed
+				}
 				return fmt.Errorf("publish to %s: %w", q.topics[r], err)
 			}
 			pms = pms[n:]
