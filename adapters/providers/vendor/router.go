@@ -149,6 +149,8 @@ func (r *Router) Send(ctx context.Context, d *contracts.Delivery) (contracts.Res
 			return contracts.Result{}, contracts.Permanent(fmt.Sprintf("%s provider %q not configured", r.ch, pin), nil)
 		}
 		provs = found
+	} else {
+		provs = preferAddressing(provs, strings.TrimSpace(d.Address) != "")
 	}
 	order := r.Order(provs)
 	if !r.opt.Failover {
@@ -173,6 +175,23 @@ func (r *Router) Send(ctx context.Context, d *contracts.Delivery) (contracts.Res
 		return contracts.Result{}, errors.Unwrap(errs[0])
 	}
 	return contracts.Result{}, combine(r.ch, errs)
+}
+
+// preferAddressing keeps the providers whose kind matches the delivery: an
+// addressed delivery goes to kinds that address people (a WeCom app rather
+// than a group robot), an unaddressed one to kinds that need no address.
+// When no provider matches, all are kept.
+func preferAddressing(provs []Provider, addressed bool) []Provider {
+	var keep []Provider
+	for _, p := range provs {
+		if k, ok := Lookup(p.Type); ok && k.AddressRequired == addressed {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) == 0 {
+		return provs
+	}
+	return keep
 }
 
 // combine summarises the failures of every provider tried: retryable if
