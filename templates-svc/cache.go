@@ -186,8 +186,10 @@ type versionKey struct {
 	version   int
 }
 
+// hashCode picks a shard; it hashes the code only (apps have few codes in
+// common, and one string hash is half the cost of two).
 func hashCode(k codeKey) uint64 {
-	return maphash.String(hashSeed, k.app) ^ maphash.String(hashSeed, k.code)*31
+	return maphash.String(hashSeed, k.code) + uint64(len(k.app))
 }
 
 func hashVersion(k versionKey) uint64 {

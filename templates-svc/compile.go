@@ -6,6 +6,7 @@ import (
 	"fmt"
 	htemplate "html/template"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -652,6 +653,12 @@ func (f *field) fast(b *outBuf, data map[string]any) bool {
 			b.b = strconv.AppendInt(b.b, x, 10)
 		case bool:
 			b.b = strconv.AppendBool(b.b, x)
+		case float64:
+			// fmt's %v for a float64 is strconv's shortest 'g' (finite values)
+			if math.IsInf(x, 0) || math.IsNaN(x) {
+				return false
+			}
+			b.b = strconv.AppendFloat(b.b, x, 'g', -1, 64)
 		default:
 			return false
 		}

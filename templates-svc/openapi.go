@@ -97,7 +97,7 @@ func OpenAPI() map[string]any {
 	}
 	summary := map[string]any{"type": "object", "properties": map[string]any{
 		"code": codeSchema, "name": str, "category": str, "version": map[string]any{"type": "integer"},
-		"channels": map[string]any{"type": "array", "items": str},
+		"channels":   map[string]any{"type": "array", "items": str},
 		"created_at": map[string]any{"type": "string", "format": "date-time"}, "updated_at": map[string]any{"type": "string", "format": "date-time"},
 	}}
 	versionInfo := map[string]any{"type": "object", "properties": map[string]any{

@@ -3,6 +3,7 @@ package templatesvc
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	ttemplate "text/template"
@@ -62,6 +63,9 @@ func TestFastPathMatchesTextTemplate(t *testing.T) {
 		{"name": 2.5, "a": []any{1, 2}, "b": nil, "user": map[string]any{"name": map[string]any{"x": 1}}},
 		{"name": "x", "a": "y", "b": "z", "user": map[string]any{}},
 		{"name": "x", "a": "y", "b": "z", "user": "not a map"},
+		{"name": 5.0, "a": 1e21, "b": 0.000001, "user": map[string]any{"name": -2.5e-7}},
+		{"name": 123456789.125, "a": math.Inf(1), "b": math.NaN(), "user": map[string]any{"name": 1e20}},
+		{"name": 0.1 + 0.2, "a": -0.0, "b": float64(1 << 53), "user": map[string]any{"name": float32(1.5)}},
 	}
 	for _, src := range srcs {
 		f, _, err := parseField("variants.sms.text", src, false)
@@ -169,7 +173,9 @@ func TestCompileErrorsNameTheField(t *testing.T) {
 		{"email no subject", func(in *Input) { in.Variants.Email.Subject = "" }, "variants.email.subject", "required"},
 		{"email no body", func(in *Input) { in.Variants.Email.Text = "" }, "variants.email.text", "text, html"},
 		{"otp no text", func(in *Input) { in.Variants.OTP = &OTPVariant{} }, "variants.otp.text", "required"},
-		{"bad locale", func(in *Input) { in.Locales = map[string]Variants{"english!": {Email: &EmailVariant{Subject: "s", Text: "t"}}} }, "locales.english!", "locale tag"},
+		{"bad locale", func(in *Input) {
+			in.Locales = map[string]Variants{"english!": {Email: &EmailVariant{Subject: "s", Text: "t"}}}
+		}, "locales.english!", "locale tag"},
 		{"locale dup", func(in *Input) {
 			in.Locales = map[string]Variants{"en-US": {Email: in.Variants.Email}, "en_us": {Email: in.Variants.Email}}
 		}, "locales.en_us", "duplicates"},
@@ -248,12 +254,18 @@ func TestRenderChannelsAndLocales(t *testing.T) {
 			}
 			return ""
 		}},
-		{domain.ChannelEmail, "zh_cn", "zh-CN", func(c domain.Content) string { return cond(c.Subject == "订单 42 已发货", "case-insensitive locale") }},
-		{domain.ChannelEmail, "zh-TW", "", func(c domain.Content) string { return cond(c.Subject == "Order 42 shipped", "zh has no email: default") }},
+		{domain.ChannelEmail, "zh_cn", "zh-CN", func(c domain.Content) string {
+			return cond(c.Subject == "订单 42 已发货", "case-insensitive locale")
+		}},
+		{domain.ChannelEmail, "zh-TW", "", func(c domain.Content) string {
+			return cond(c.Subject == "Order 42 shipped", "zh has no email: default")
+		}},
 		{domain.ChannelSMS, "zh-TW", "zh", func(c domain.Content) string {
 			return cond(c.Text == "订单42已发货" && c.VendorTemplate == "" && c.Params == nil, "language fallback")
 		}},
-		{domain.ChannelSMS, "zh-CN", "zh", func(c domain.Content) string { return cond(c.Text == "订单42已发货", "zh-CN has no sms: language") }},
+		{domain.ChannelSMS, "zh-CN", "zh", func(c domain.Content) string {
+			return cond(c.Text == "订单42已发货", "zh-CN has no sms: language")
+		}},
 		{domain.ChannelSMS, "fr", "", func(c domain.Content) string {
 			return cond(c.Text == "Order 42 shipped" && c.VendorTemplate == "SMS_100" && c.Params["order"] == "42", "default sms")
 		}},

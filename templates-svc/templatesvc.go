@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,7 +68,9 @@ type Options struct {
 	LatestTTL time.Duration
 	// MaxOutput bounds the rendered size of one field in bytes (default 1 MiB).
 	MaxOutput int
-	// Now is the clock (tests); default time.Now.
+	// Now is the clock for cache expiry (tests); by default a coarse clock
+	// that ticks every 50ms (reading the system clock on every Check costs
+	// more than the rest of the lookup).
 	Now func() time.Time
 }
 
@@ -75,8 +78,8 @@ type Options struct {
 type Service struct {
 	db     *sqldb.DB
 	opts   Options
-	now    func() time.Time
-	ttl    int64 // ns
+	now    func() int64 // unix ns
+	ttl    int64        // ns
 	gen    atomic.Uint64
 	latest *clockCache[codeKey, latestEntry]
 	parsed *clockCache[versionKey, *compiled]
@@ -102,13 +105,16 @@ func New(db *sqldb.DB, opts Options) *Service {
 	if opts.MaxOutput <= 0 {
 		opts.MaxOutput = 1 << 20
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	now := coarse.Load
+	if opts.Now != nil {
+		now = func() int64 { return opts.Now().UnixNano() }
+	} else {
+		startCoarseClock()
 	}
 	return &Service{
 		db:     db,
 		opts:   opts,
-		now:    opts.Now,
+		now:    now,
 		ttl:    int64(opts.LatestTTL),
 		latest: newClockCache[codeKey, latestEntry](opts.CacheSize, hashCode),
 		parsed: newClockCache[versionKey, *compiled](opts.CacheSize, hashVersion),
@@ -168,7 +174,7 @@ func (s *Service) latestCompiled(ctx context.Context, appID, code string) (*comp
 		return nil, ErrNotFound
 	}
 	k := codeKey{appID, code}
-	if e, ok := s.latest.Get(k); ok && s.now().UnixNano() < e.expires {
+	if e, ok := s.latest.Get(k); ok && s.now() < e.expires {
 		if e.c == nil {
 			return nil, ErrNotFound
 		}
@@ -189,7 +195,7 @@ func (s *Service) latestCompiled(ctx context.Context, appID, code string) (*comp
 				return nil, err
 			}
 		}
-		e := latestEntry{c: c, expires: s.now().UnixNano() + s.ttl}
+		e := latestEntry{c: c, expires: s.now() + s.ttl}
 		s.latest.PutIf(k, e, func() bool { return s.gen.Load() == gen })
 		return c, nil
 	})
@@ -254,4 +260,21 @@ func (s *Service) wrote(appID, code string, c *compiled) {
 		s.parsed.Put(versionKey{appID, code, c.info.Version}, c)
 	}
 	s.latest.Delete(codeKey{appID, code})
+}
+
+var (
+	coarse     atomic.Int64 // unix ns
+	coarseOnce sync.Once
+)
+
+// startCoarseClock starts the process-wide coarse clock (one goroutine, once).
+func startCoarseClock() {
+	coarseOnce.Do(func() {
+		coarse.Store(time.Now().UnixNano())
+		go func() {
+			for t := range time.Tick(50 * time.Millisecond) {
+				coarse.Store(t.UnixNano())
+			}
+		}()
+	})
 }
