@@ -134,6 +134,9 @@ type Analytics struct {
 	Driver            string   `yaml:"driver" env:"HERALD_ANALYTICS_DRIVER"`
 	CassandraHosts    []string `yaml:"cassandra_hosts" env:"HERALD_CASSANDRA_HOSTS"`
 	CassandraKeyspace string   `yaml:"cassandra_keyspace" env:"HERALD_CASSANDRA_KEYSPACE"`
+	// Retention is how long raw events are kept in the SQL store (rollups
+	// stay); Cassandra expires events with a TTL of the same length.
+	Retention time.Duration `yaml:"retention" env:"HERALD_ANALYTICS_RETENTION"`
 }
 
 // Defaults returns the built-in configuration: everything embedded.
@@ -150,7 +153,7 @@ func Defaults() Config {
 		SMTP:      SMTP{Port: 587, TLS: "starttls", Timeout: 15 * time.Second, From: "herald@localhost"},
 		Webhook:   Webhook{Timeout: 10 * time.Second},
 		Inbox:     Inbox{TokenTTL: 15 * time.Minute},
-		Analytics: Analytics{Driver: "sql", CassandraKeyspace: "herald"},
+		Analytics: Analytics{Driver: "sql", CassandraKeyspace: "herald", Retention: 90 * 24 * time.Hour},
 	}
 }
 
