@@ -35,6 +35,31 @@ running_pid() {
 	[ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
 }
 
+# wait_up waits for the native transport of daemon pid: about 6-10 s on an
+# idle machine, longer on a loaded one.
+wait_up() {
+	local pid=$1 started=${2:-$EPOCHREALTIME}
+	for _ in $(seq 1 480); do
+		if answers "$port"; then
+			printf 'cassandra up on %s:%s after %.1fs (pid %s, dir %s)\n' "$host" "$port" \
+				"$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$pid" "$dir" >&2
+			echo "$host"
+			exit 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "cassandra exited during startup; last lines of $dir/stdout.log and $dir/system.log:" >&2
+			tail -30 "$dir/stdout.log" >&2 || true
+			grep -E 'ERROR|Exception|Caused' "$dir/system.log" 2>/dev/null | tail -20 >&2 || true
+			rm -f "$pidfile"
+			exit 1
+		fi
+		sleep 0.25
+	done
+	echo "cassandra (pid $pid) did not answer on $host:$port within 120s; see $dir/system.log" >&2
+	tail -20 "$dir/system.log" >&2 || true
+	exit 1
+}
+
 case "$cmd" in
 stop)
 	if p=$(running_pid); then
@@ -63,6 +88,10 @@ flock 9 # concurrent starts (parallel test runs) wait for the first one
 if answers "$port"; then
 	echo "$host"
 	exit 0
+fi
+if p=$(running_pid); then
+	# started earlier and still booting: wait for it rather than start another
+	wait_up "$p"
 fi
 
 # 1. fetch and unpack the distribution (once)
@@ -175,7 +204,6 @@ opens=(
 	--add-opens java.base/sun.nio.ch=ALL-UNNAMED
 )
 rm -f "$dir/system.log"
-started=$EPOCHREALTIME
 nohup "$java" -Xms512m -Xmx"$heap" -Xss512k -XX:+UseG1GC -XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$dir" \
 	-Djava.net.preferIPv4Stack=true \
 	"${opens[@]}" \
@@ -184,27 +212,9 @@ nohup "$java" -Xms512m -Xmx"$heap" -Xss512k -XX:+UseG1GC -XX:+HeapDumpOnOutOfMem
 	-Dcassandra-foreground=yes \
 	-Dlogback.configurationFile="$conf/logback.xml" \
 	-Dcassandra.logdir="$dir" \
-	-cp "$cp" org.apache.cassandra.service.CassandraDaemon >"$dir/stdout.log" 2>&1 &
+	-cp "$cp" org.apache.cassandra.service.CassandraDaemon >"$dir/stdout.log" 2>&1 9>&- &
 pid=$!
 echo "$pid" >"$pidfile"
 
 # 4. wait for the native transport (the last thing the daemon starts)
-for _ in $(seq 1 240); do
-	if answers "$port"; then
-		printf 'cassandra %s up on %s:%s in %.1fs (pid %s, dir %s)\n' "$(basename "$home")" "$host" "$port" \
-			"$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$pid" "$dir" >&2
-		echo "$host"
-		exit 0
-	fi
-	if ! kill -0 "$pid" 2>/dev/null; then
-		echo "cassandra exited during startup; last lines of $dir/stdout.log and $dir/system.log:" >&2
-		tail -30 "$dir/stdout.log" >&2 || true
-		grep -E 'ERROR|Exception|Caused' "$dir/system.log" 2>/dev/null | tail -20 >&2 || true
-		rm -f "$pidfile"
-		exit 1
-	fi
-	sleep 0.25
-done
-echo "cassandra did not answer on $host:$port within 60s; see $dir/system.log" >&2
-tail -20 "$dir/system.log" >&2 || true
-exit 1
+wait_up "$pid"
