@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"herald.dev/platform/contracts"
@@ -44,7 +45,7 @@ func (s *Service) Profiles(ctx context.Context, appID string, userIDs []string) 
 		for _, id := range chunk {
 			args = append(args, id)
 		}
-		rows, err := s.db.R.QueryContext(ctx, `SELECT `+userCols+` FROM profile_users WHERE app_id = ? AND id IN (`+sqldb.Placeholders(len(chunk))+`)`, args...)
+		rows, err := s.db.R.QueryContext(ctx, `SELECT `+s.packedCols("")+` FROM profile_users WHERE app_id = ? AND id IN (`+sqldb.Placeholders(len(chunk))+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load profiles: %w", err)
 		}
@@ -52,7 +53,7 @@ func (s *Service) Profiles(ctx context.Context, appID string, userIDs []string) 
 		var withPrefs []string
 		for rows.Next() {
 			var r userRow
-			if err := rows.Scan(r.dest()...); err != nil {
+			if err := r.scanPacked(rows); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("load profiles: %w", err)
 			}
@@ -173,7 +174,7 @@ func (s *Service) GroupMembers(ctx context.Context, appID, groupID string, batch
 	if err != nil {
 		return err
 	}
-	st := s.newMemberStream(appID, groups, batch, "")
+	st := s.newMemberStream(appID, groups, batch, "", false)
 	for {
 		rows, err := st.next(ctx, batch)
 		if err != nil {
@@ -260,6 +261,8 @@ type memberStream struct {
 	// is read twice, so only the cheap covering-index rows are) and loads
 	// the distinct users afterwards; a single group joins the user rows directly.
 	idsOnly bool
+	full    bool
+	cols    string // the user columns selected, prefixed "u."
 }
 
 type groupCursor struct {
@@ -272,21 +275,24 @@ type groupCursor struct {
 
 const memberStreamBudget = 200_000 // rows buffered across all cursors at most
 
-func (s *Service) newMemberStream(appID string, groups []string, batch int, after string) *memberStream {
+// newMemberStream merges the members of groups after the cursor; full rows
+// (with timestamps) are for listings, packed ones for profiles.
+func (s *Service) newMemberStream(appID string, groups []string, batch int, after string, full bool) *memberStream {
 	chunk := max(batch, 64)
 	if len(groups)*chunk > memberStreamBudget {
 		chunk = max(32, memberStreamBudget/len(groups))
 	}
-	st := &memberStream{s: s, appID: appID, chunk: chunk, last: after, idsOnly: len(groups) > 1}
+	st := &memberStream{s: s, appID: appID, chunk: chunk, last: after, idsOnly: len(groups) > 1, full: full}
+	if full {
+		st.cols = "u." + strings.ReplaceAll(userCols, ", ", ", u.")
+	} else {
+		st.cols = s.packedCols("u.")
+	}
 	for _, g := range groups {
 		st.pending = append(st.pending, &groupCursor{groupID: g, after: after})
 	}
 	return st
 }
-
-const memberQuery = `SELECT u.id, u.name, u.email, u.phone, u.locale, u.timezone, u.wechat, u.wecom, u.dingtalk, u.qq, u.webhook_url, u.quiet_start, u.quiet_end, u.has_prefs, u.created_at, u.updated_at
-FROM profile_group_members m JOIN profile_users u ON u.app_id = m.app_id AND u.id = m.user_id
-WHERE m.app_id = ? AND m.group_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?`
 
 const memberIDQuery = `SELECT user_id FROM profile_group_members WHERE app_id = ? AND group_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`
 
@@ -295,9 +301,10 @@ func (st *memberStream) fill(ctx context.Context, c *groupCursor) (bool, error) 
 	if c.done {
 		return false, nil
 	}
-	q := memberQuery
-	if st.idsOnly {
-		q = memberIDQuery
+	q := memberIDQuery
+	if !st.idsOnly {
+		q = `SELECT ` + st.cols + ` FROM profile_group_members m JOIN profile_users u ON u.app_id = m.app_id AND u.id = m.user_id
+			WHERE m.app_id = ? AND m.group_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?`
 	}
 	rows, err := st.s.db.R.QueryContext(ctx, q, st.appID, c.groupID, c.after, st.chunk)
 	if err != nil {
@@ -308,10 +315,13 @@ func (st *memberStream) fill(ctx context.Context, c *groupCursor) (bool, error) 
 	c.pos = 0
 	for rows.Next() {
 		var r userRow
-		if st.idsOnly {
+		switch {
+		case st.idsOnly:
 			err = rows.Scan(&r.id)
-		} else {
+		case st.full:
 			err = rows.Scan(r.dest()...)
+		default:
+			err = r.scanPacked(rows)
 		}
 		if err != nil {
 			return false, fmt.Errorf("members of %s: %w", c.groupID, err)
@@ -408,14 +418,19 @@ func (st *memberStream) hydrate(ctx context.Context, ids []userRow) ([]userRow, 
 		for _, r := range chunk {
 			args = append(args, r.id)
 		}
-		rows, err := st.s.db.R.QueryContext(ctx, `SELECT `+userCols+` FROM profile_users WHERE app_id = ? AND id IN (`+
-			sqldb.Placeholders(len(chunk))+`) ORDER BY id`, args...)
+		rows, err := st.s.db.R.QueryContext(ctx, `SELECT `+st.cols+` FROM profile_users u WHERE u.app_id = ? AND u.id IN (`+
+			sqldb.Placeholders(len(chunk))+`) ORDER BY u.id`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load members: %w", err)
 		}
 		for rows.Next() {
 			var r userRow
-			if err := rows.Scan(r.dest()...); err != nil {
+			if st.full {
+				err = rows.Scan(r.dest()...)
+			} else {
+				err = r.scanPacked(rows)
+			}
+			if err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("load members: %w", err)
 			}

@@ -334,7 +334,7 @@ func (s *Service) ListMembers(ctx context.Context, appID, groupID string, nested
 	} else if _, err := s.GetGroup(ctx, appID, groupID); err != nil {
 		return nil, "", err
 	}
-	st := s.newMemberStream(appID, groups, limit+1, after)
+	st := s.newMemberStream(appID, groups, limit+1, after, true)
 	rows, err := st.next(ctx, limit+1)
 	if err != nil {
 		return nil, "", err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"herald.dev/platform/contracts"
@@ -76,6 +77,40 @@ func (r *userRow) user() User {
 		Identities: Identities{WeChat: r.wechat, WeCom: r.wecom, DingTalk: r.dingtalk, QQ: r.qq},
 		Groups:     []string{}, WebhookURL: r.webhook, CreatedAt: ms(r.created), UpdatedAt: ms(r.updated),
 	}
+}
+
+// packedCols selects what a profile needs in 9 columns instead of 14: the
+// SQLite driver's cost is per column, and the directory reads profiles by
+// the hundred thousand. The identities are joined with U+001F and the three
+// small integers packed base 4096; scanPacked undoes both.
+func (s *Service) packedCols(prefix string) string {
+	p := func(c string) string { return prefix + c }
+	idents := p("wechat") + " || char(31) || " + p("wecom") + " || char(31) || " + p("dingtalk") + " || char(31) || " + p("qq")
+	if s.db.Dialect == sqldb.MySQL {
+		idents = "CONCAT_WS(CHAR(31 USING utf8mb4), " + p("wechat") + ", " + p("wecom") + ", " + p("dingtalk") + ", " + p("qq") + ")"
+	}
+	return p("id") + ", " + p("name") + ", " + p("email") + ", " + p("phone") + ", " + p("locale") + ", " + p("timezone") + ", " +
+		p("webhook_url") + ", " + idents + ", (" + p("has_prefs") + " * 4096 + " + p("quiet_start") + " + 1) * 4096 + " + p("quiet_end") + " + 1"
+}
+
+// scanPacked reads a row selected with packedCols (created/updated stay zero).
+func (r *userRow) scanPacked(sc interface{ Scan(...any) error }) error {
+	var idents string
+	var packed int64
+	if err := sc.Scan(&r.id, &r.name, &r.email, &r.phone, &r.locale, &r.timezone, &r.webhook, &idents, &packed); err != nil {
+		return err
+	}
+	next := func() string {
+		v, rest, _ := strings.Cut(idents, "\x1f")
+		idents = rest
+		return v
+	}
+	r.wechat, r.wecom, r.dingtalk, r.qq = next(), next(), next(), next()
+	r.quietEnd = int(packed%4096) - 1
+	packed /= 4096
+	r.quietStart = int(packed%4096) - 1
+	r.hasPrefs = int(packed / 4096)
+	return nil
 }
 
 // profile converts the row; preferences are attached separately.
