@@ -166,6 +166,7 @@ type fakeSender struct {
 	byID      map[string]int
 	behave    func(d *contracts.Delivery, n int) error
 	gate      chan struct{}
+	budget    *atomic.Int64 // sends allowed before Send hangs (shared between senders)
 	onSend    func(d *contracts.Delivery)
 	count     atomic.Int64
 }
@@ -183,6 +184,10 @@ func (s *fakeSender) Send(ctx context.Context, d *contracts.Delivery) (contracts
 		case <-ctx.Done():
 			return contracts.Result{}, ctx.Err()
 		}
+	}
+	if s.budget != nil && s.budget.Add(-1) < 0 {
+		<-ctx.Done() // out of budget: hang like a stuck process
+		return contracts.Result{}, ctx.Err()
 	}
 	s.mu.Lock()
 	s.byID[d.ID]++
@@ -315,7 +320,7 @@ func testConfig() config.Outbound {
 func newEnv(t testing.TB, db *sqldb.DB, chans ...domain.Channel) *env {
 	t.Helper()
 	e := &env{t: t, db: db, store: messages.New(db, messages.Options{}), dir: newDir(),
-		rend: &fakeRenderer{channels: []domain.Channel{domain.ChannelInApp, domain.ChannelEmail, domain.ChannelSMS}},
+		rend:    &fakeRenderer{channels: []domain.Channel{domain.ChannelInApp, domain.ChannelEmail, domain.ChannelSMS}},
 		senders: map[domain.Channel]*fakeSender{}, track: &fakeTracker{}, clock: &clock{}, logs: &logBuf{}}
 	e.q = memqueue.New(memqueue.Options{Visibility: 10 * time.Second})
 	t.Cleanup(func() { e.q.Close(); e.store.Close() })

@@ -353,7 +353,7 @@ func (f *fan) page() error {
 	}
 	h, st, jobs := f.h, f.st, f.jobs
 	st.add(len(jobs))
-	h.rec.submit(recEntry{rows: f.rows, events: f.events, after: func(ok bool) {
+	h.rec.submit(recEntry{rows: f.rows, events: f.events, wait: true, after: func(ok bool) {
 		if !ok {
 			st.mu.Lock()
 			st.incomplete = true

@@ -267,6 +267,9 @@ func New(d Deps) (*Handler, error) {
 		h.tiers[r] = newTier(p, h.tun.FanoutSlots[r])
 	}
 	h.rec = newRecorder(h)
+	for _, p := range h.pools {
+		p.room = h.rec.room
+	}
 	h.comp = newCompleter(h)
 	return h, nil
 }

@@ -38,6 +38,10 @@ type pool struct {
 	aborted  bool // producers waiting for room give up
 	picks    uint64
 
+	// room reports whether work of a priority rank may start now (the
+	// outcome recorder is not saturated); nil = always.
+	room func(rank int) bool
+
 	inflight                                  atomic.Int64
 	sent, delivered, failed, retried, expired atomic.Uint64
 }
@@ -89,17 +93,26 @@ func (p *pool) pop() *job {
 			p.notFull[r].Signal()
 			return j
 		}
-		if p.closed {
+		if p.closed && p.q[0].len()+p.q[1].len()+p.q[2].len() == 0 {
 			return nil
 		}
 		p.notEmpty.Wait()
 	}
 }
 
+// wake lets waiting workers re-check (the recorder has room again).
+func (p *pool) wake() {
+	p.mu.Lock()
+	p.notEmpty.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *pool) ok(r int) bool { return p.room == nil || p.room(r) }
+
 func (p *pool) pick() int {
 	first := -1
 	for r := range p.q {
-		if p.q[r].len() > 0 {
+		if p.q[r].len() > 0 && p.ok(r) {
 			first = r
 			break
 		}
@@ -113,7 +126,7 @@ func (p *pool) pick() int {
 		best := -1
 		var oldest time.Time
 		for r := first + 1; r < len(p.q); r++ {
-			if p.q[r].len() == 0 {
+			if p.q[r].len() == 0 || !p.ok(r) {
 				continue
 			}
 			at := p.q[r].peek().enq
@@ -160,6 +173,7 @@ func (p *pool) discard() []*job {
 		}
 		p.notFull[r].Broadcast()
 	}
+	p.notEmpty.Broadcast()
 	return out
 }
 

@@ -2,7 +2,10 @@ package outbound
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"herald.dev/platform/contracts"
@@ -17,6 +20,10 @@ type recEntry struct {
 	events  []contracts.Event
 	after   func(ok bool)
 	barrier chan bool
+	// wait: block while the buffer is full. Producers of new rows (fan-out
+	// pages) wait; outcomes of jobs already in memory never do, since the
+	// pools stop starting work while the recorder is saturated (see room).
+	wait bool
 }
 
 // recorder batches delivery rows: it flushes with one SaveDeliveries call
@@ -35,6 +42,8 @@ type recorder struct {
 	notFull  *sync.Cond
 	buf      []recEntry
 	rows     int
+	nrows    atomic.Int64 // rows, readable without the lock
+	choked   atomic.Bool  // a pool was told to hold back: wake them after the next flush
 	barriers int
 	closed   bool
 	killed   bool
@@ -61,7 +70,7 @@ func (r *recorder) wake() {
 // submit queues an entry, blocking while the buffer is full.
 func (r *recorder) submit(e recEntry) {
 	r.mu.Lock()
-	for r.rows >= r.maxRows && !r.killed && !r.closed {
+	for e.wait && r.rows >= r.maxRows && !r.killed && !r.closed {
 		r.notFull.Wait()
 	}
 	if r.killed {
@@ -74,6 +83,7 @@ func (r *recorder) submit(e recEntry) {
 	first := len(r.buf) == 0
 	r.buf = append(r.buf, e)
 	r.rows += len(e.rows)
+	r.nrows.Store(int64(r.rows))
 	if e.barrier != nil {
 		r.barriers++
 	}
@@ -118,6 +128,7 @@ func (r *recorder) kill() {
 	r.killed = true
 	buf := r.buf
 	r.buf, r.rows = nil, 0
+	r.nrows.Store(0)
 	r.notFull.Broadcast()
 	r.mu.Unlock()
 	for _, e := range buf {
@@ -141,6 +152,7 @@ func (r *recorder) loop() {
 			}
 			r.mu.Unlock()
 			<-r.kick
+			r.unchoke()
 			r.mu.Lock()
 		}
 		urgent := r.rows >= r.batch || r.barriers > 0 || r.closed || r.killed
@@ -156,10 +168,39 @@ func (r *recorder) loop() {
 		r.mu.Lock()
 		take := r.buf
 		r.buf, r.rows, r.barriers = nil, 0, 0
+		r.nrows.Store(0)
 		r.notFull.Broadcast()
 		r.mu.Unlock()
 		r.write(take)
+		r.unchoke()
 	}
+}
+
+// unchoke wakes the pools that held back work, once there is room again.
+func (r *recorder) unchoke() {
+	if r.nrows.Load() < int64(r.maxRows) && r.choked.Swap(false) {
+		for _, p := range r.h.pools {
+			p.wake()
+		}
+	}
+}
+
+// room tells a pool whether work of priority rank may start: lower work
+// stops while maxRows outcomes wait for their flush, high at twice that.
+// Holding back there (rather than blocking workers on submit) keeps every
+// worker free for high work and pushes the backpressure up to the
+// fan-outs, which block on their full sub-queues.
+func (r *recorder) room(rank int) bool {
+	limit := int64(r.maxRows)
+	if rank == 0 {
+		limit *= 2
+	}
+	if r.nrows.Load() < limit {
+		return true
+	}
+	r.choked.Store(true)
+	r.wake()
+	return false
 }
 
 func (r *recorder) write(take []recEntry) {
@@ -172,6 +213,9 @@ func (r *recorder) write(take []recEntry) {
 	}
 	ok := true
 	if len(rows) > 0 {
+		// Random (hashed) ids: inserting in key order touches far fewer
+		// B-tree pages per transaction.
+		slices.SortFunc(rows, func(a, b *messages.Delivery) int { return strings.Compare(a.ID, b.ID) })
 		ok = r.save(rows)
 	}
 	if ok && len(events) > 0 {

@@ -326,7 +326,7 @@ func (h *Handler) closeRows(rows []*messages.Delivery, n *messages.Notification,
 			evs = append(evs, h.event(n, d, string(st), now))
 		}
 	}
-	h.rec.submit(recEntry{rows: rows, events: evs})
+	h.rec.submit(recEntry{rows: rows, events: evs, wait: true})
 }
 
 // heartbeat renews the leases of the notifications and delivery rows this

@@ -1,0 +1,165 @@
+package outbound
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"herald.dev/platform/contracts"
+	"herald.dev/platform/domain"
+	"herald.dev/platform/messages"
+	"herald.dev/platform/sqldb/sqldbtest"
+)
+
+func testJob(p domain.Priority, id string) *job {
+	n := &messages.Notification{ID: "n", Priority: p}
+	return &job{st: &msgState{n: n}, d: &messages.Delivery{ID: id}}
+}
+
+func popAll(p *pool, n int) string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, p.pop().d.ID)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestPoolStrictPriority(t *testing.T) {
+	p := newPool(domain.ChannelBench, nil, 1, 1000, time.Hour, 4)
+	for i := 0; i < 500; i++ {
+		if err := p.push(testJob(domain.PriorityLow, fmt.Sprintf("l%d", i)), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		_ = p.push(testJob(domain.PriorityMedium, fmt.Sprintf("m%d", i)), true)
+	}
+	for i := 0; i < 2; i++ {
+		_ = p.push(testJob(domain.PriorityHigh, fmt.Sprintf("h%d", i)), true)
+	}
+	if got := popAll(p, 6); got != "h0 h1 m0 m1 l0 l1" {
+		t.Fatalf("order %q", got)
+	}
+	// a full sub-queue refuses a non-blocking push of its priority only
+	for p.depth(2) < 1000 {
+		_ = p.push(testJob(domain.PriorityLow, "x"), false)
+	}
+	if err := p.push(testJob(domain.PriorityLow, "x"), false); err != errPoolFull {
+		t.Fatalf("full low sub-queue: %v", err)
+	}
+	if err := p.push(testJob(domain.PriorityHigh, "h9"), false); err != nil {
+		t.Fatalf("high blocked by a full low sub-queue: %v", err)
+	}
+	if got := p.pop().d.ID; got != "h9" {
+		t.Fatalf("next = %s", got)
+	}
+	p.close()
+	if err := p.push(testJob(domain.PriorityHigh, "late"), true); err != errStopping {
+		t.Fatalf("push after close: %v", err)
+	}
+	if n := len(p.discard()); n != 1000 {
+		t.Fatalf("discarded %d", n)
+	}
+	if p.pop() != nil {
+		t.Fatal("closed empty pool returned a job")
+	}
+}
+
+// TestPoolAgeing: overdue lower work gets every 4th pick while high keeps
+// flowing; fresh lower work waits.
+func TestPoolAgeing(t *testing.T) {
+	p := newPool(domain.ChannelBench, nil, 1, 100, time.Nanosecond, 4)
+	for i := 0; i < 4; i++ {
+		_ = p.push(testJob(domain.PriorityLow, fmt.Sprintf("l%d", i)), true)
+	}
+	time.Sleep(time.Millisecond) // make the low jobs overdue (ageLimit is 1ns)
+	for i := 0; i < 8; i++ {
+		_ = p.push(testJob(domain.PriorityHigh, fmt.Sprintf("h%d", i)), true)
+	}
+	if got := popAll(p, 12); got != "h0 h1 h2 l0 h3 h4 h5 l1 h6 h7 l2 l3" {
+		t.Fatalf("ageing order %q", got)
+	}
+	fresh := newPool(domain.ChannelBench, nil, 1, 100, time.Hour, 4)
+	_ = fresh.push(testJob(domain.PriorityLow, "l0"), true)
+	for i := 0; i < 8; i++ {
+		_ = fresh.push(testJob(domain.PriorityHigh, fmt.Sprintf("h%d", i)), true)
+	}
+	if got := popAll(fresh, 9); got != "h0 h1 h2 h3 h4 h5 h6 h7 l0" {
+		t.Fatalf("fresh order %q", got)
+	}
+}
+
+func TestBlockedProducerOnlyBlocksItsPriority(t *testing.T) {
+	p := newPool(domain.ChannelBench, nil, 1, 2, time.Hour, 4)
+	_ = p.push(testJob(domain.PriorityLow, "l0"), true)
+	_ = p.push(testJob(domain.PriorityLow, "l1"), true)
+	blocked := make(chan error, 1)
+	go func() { blocked <- p.push(testJob(domain.PriorityLow, "l2"), true) }()
+	if err := p.push(testJob(domain.PriorityHigh, "h0"), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.pop().d.ID; got != "h0" {
+		t.Fatalf("next = %s", got)
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("low producer returned (%v) with its sub-queue still full", err)
+	default:
+	}
+	if got := p.pop().d.ID; got != "l0" {
+		t.Fatalf("next = %s", got)
+	}
+	if err := <-blocked; err != nil { // room freed: the producer goes on
+		t.Fatal(err)
+	}
+	go func() { blocked <- p.push(testJob(domain.PriorityLow, "l3"), true) }()
+	p.abortPushes() // before or while l3 waits for room: it gives up either way
+	if err := <-blocked; err != errStopping {
+		t.Fatalf("aborted producer: %v", err)
+	}
+}
+
+// TestHighNotStuckBehindLow runs the whole handler: low group fan-outs fill
+// the low sub-queue, block on it, take every low fan-out slot and make the
+// receiver wait; a high notification must still be the very next send.
+func TestHighNotStuckBehindLow(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	e := newEnv(t, db, domain.ChannelInApp)
+	e.deps.Config.Workers = 1
+	e.deps.Tuning.SubQueue = 32
+	e.deps.Tuning.FanoutSlots = [3]int{2, 1, 1}
+	for _, g := range []string{"ga", "gb", "gc", "gd"} {
+		e.dir.gen[g] = 300
+	}
+	e.dir.add(&contracts.Profile{UserID: "vip"})
+	s := e.senders[domain.ChannelInApp]
+	s.gate = make(chan struct{})
+	h := e.start()
+	var lows []*messages.Notification
+	for _, g := range []string{"ga", "gb", "gc", "gd"} {
+		lows = append(lows, e.accept([]domain.Recipient{{GroupID: g}}, withPriority(domain.PriorityLow), withChannels(domain.ChannelInApp)))
+	}
+	pool := h.pools[domain.ChannelInApp]
+	waitFor(t, "the low tier to saturate", func() bool {
+		st := h.Stats()
+		return pool.depth(2) == 32 && st.Fanouts[domain.PriorityLow] == 1 && st.Waiting[domain.PriorityLow] == 1 &&
+			st.Channels[domain.ChannelInApp].InFlight == 1 && e.q.InFlight() == 3 // one more lease waits in the receiver
+	})
+	high := e.accept(users("vip"), withPriority(domain.PriorityHigh), withChannels(domain.ChannelInApp))
+	waitFor(t, "the high delivery to reach the pool", func() bool { return pool.depth(0) == 1 })
+	s.gate <- struct{}{} // the low send in flight completes
+	s.gate <- struct{}{} // the next send
+	calls, _ := s.snapshot()
+	if len(calls) != 2 || calls[1].d.NotificationID != high.ID {
+		t.Fatalf("second send is %+v, want the high notification", calls[len(calls)-1].d)
+	}
+	close(s.gate)
+	e.waitStatus(high.ID, domain.MessageDone)
+	for _, n := range lows {
+		e.waitStatus(n.ID, domain.MessageDone)
+	}
+	if c := s.count.Load(); c != 4*300+1 {
+		t.Fatalf("sends = %d", c)
+	}
+}
