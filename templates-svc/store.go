@@ -76,7 +76,7 @@ func (s *Service) Create(ctx context.Context, appID string, in Input) (Template,
 		default:
 			return fmt.Errorf("insert template %s: %w", in.Code, err)
 		}
-		return insertVersion(ctx, tx, appID, in.Code, version, b, now)
+		return insertVersion(ctx, tx, appID, in.Code, version, b, channels, now)
 	})
 	if err != nil {
 		return Template{}, err
@@ -126,7 +126,7 @@ func (s *Service) Update(ctx context.Context, appID, code string, in Input, base
 		if base > 0 && version-1 != base {
 			return ErrVersionConflict
 		}
-		return insertVersion(ctx, tx, appID, code, version, b, now)
+		return insertVersion(ctx, tx, appID, code, version, b, joinChannels(c.info.Channels), now)
 	})
 	if err != nil {
 		return Template{}, err
@@ -136,13 +136,13 @@ func (s *Service) Update(ctx context.Context, appID, code string, in Input, base
 	return toTemplate(code, version, b, c, now), nil
 }
 
-func insertVersion(ctx context.Context, tx *sql.Tx, appID, code string, version int, b *body, now int64) error {
+func insertVersion(ctx context.Context, tx *sql.Tx, appID, code string, version int, b *body, channels string, now int64) error {
 	raw, err := json.Marshal(b)
 	if err != nil {
 		return fmt.Errorf("encode template %s: %w", code, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO template_versions (app_id, code, version, body, created_at) VALUES (?, ?, ?, ?, ?)`,
-		appID, code, version, string(raw), now); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO template_versions (app_id, code, version, name, category, channels, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		appID, code, version, b.Name, b.Category, channels, string(raw), now); err != nil {
 		return fmt.Errorf("insert template %s version %d: %w", code, version, err)
 	}
 	return nil
@@ -268,7 +268,7 @@ func (s *Service) Versions(ctx context.Context, appID, code string, limit, befor
 	if before <= 0 {
 		before = int(^uint32(0) >> 1)
 	}
-	rows, err := s.db.R.QueryContext(ctx, `SELECT version, body, created_at FROM template_versions WHERE app_id = ? AND code = ? AND version < ? ORDER BY version DESC LIMIT ?`,
+	rows, err := s.db.R.QueryContext(ctx, `SELECT version, name, category, channels, created_at FROM template_versions WHERE app_id = ? AND code = ? AND version < ? ORDER BY version DESC LIMIT ?`,
 		appID, code, before, limit+1)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list template %s versions: %w", code, err)
@@ -277,17 +277,12 @@ func (s *Service) Versions(ctx context.Context, appID, code string, limit, befor
 	out := make([]VersionInfo, 0, limit)
 	for rows.Next() {
 		var v VersionInfo
-		var raw string
+		var channels string
 		var at int64
-		if err := rows.Scan(&v.Version, &raw, &at); err != nil {
+		if err := rows.Scan(&v.Version, &v.Name, &v.Category, &channels, &at); err != nil {
 			return nil, 0, fmt.Errorf("list template %s versions: %w", code, err)
 		}
-		b, err := decodeBody([]byte(raw))
-		if err != nil {
-			return nil, 0, fmt.Errorf("template %s version %d: %w", code, v.Version, err)
-		}
-		v.Name, v.Category, v.CreatedAt = b.Name, b.Category, domain.FromMillis(at)
-		v.Channels = variantChannels(&b.Variants)
+		v.Channels, v.CreatedAt = splitChannels(channels), domain.FromMillis(at)
 		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
@@ -393,32 +388,6 @@ func splitChannels(s string) []domain.Channel {
 	}
 	for _, p := range strings.Split(s, ",") {
 		out = append(out, domain.Channel(p))
-	}
-	return out
-}
-
-// variantChannels lists the channels the default variants serve.
-func variantChannels(v *Variants) []domain.Channel {
-	var have [numSlots]bool
-	chat := false
-	for _, sp := range v.specs() {
-		switch sp.key {
-		case "chat":
-			chat = true
-		default:
-			have[slotOf(domain.Channel(sp.key))] = true
-		}
-	}
-	if chat {
-		for _, s := range []int{slotWeChat, slotWeCom, slotDingTalk, slotQQ} {
-			have[s] = true
-		}
-	}
-	out := []domain.Channel{}
-	for s, ok := range have {
-		if ok {
-			out = append(out, slotChannels[s])
-		}
 	}
 	return out
 }

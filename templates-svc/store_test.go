@@ -104,6 +104,15 @@ func TestStoreLifecycle(t *testing.T) {
 			t.Fatalf("render v1 %+v", c)
 		}
 
+		_, err = s.Render(ctx, app, "welcome", 0, "", domain.ChannelEmail, map[string]any{})
+		if retry, _ := contracts.Classify(err); !errors.As(err, &missing) || retry {
+			t.Fatalf("render without data: %v (retry %v), want permanent MissingVariableError", err, retry)
+		}
+		_, err = s.Render(ctx, app, "welcome", 0, "", domain.ChannelWebhook, map[string]any{"name": "x"})
+		if retry, _ := contracts.Classify(err); !errors.Is(err, ErrNoVariant) || retry {
+			t.Fatalf("render webhook: %v (retry %v), want permanent ErrNoVariant", err, retry)
+		}
+
 		sqldbtest.Must(t, s.Delete(ctx, app, "welcome"), "delete")
 		if err := s.Delete(ctx, app, "welcome"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("second delete: %v", err)

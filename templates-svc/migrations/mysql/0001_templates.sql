@@ -14,11 +14,15 @@ CREATE TABLE templates (
 	PRIMARY KEY (app_id, code),
 	KEY templates_category (app_id, category, code)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
--- Immutable versions: the whole template body as JSON.
+-- Immutable versions: the whole template body as JSON (name, category and
+-- channels repeated for listing the history without decoding bodies).
 CREATE TABLE template_versions (
 	app_id VARCHAR(64) NOT NULL,
 	code VARCHAR(64) NOT NULL,
 	version INT NOT NULL,
+	name VARCHAR(200) NOT NULL,
+	category VARCHAR(64) NOT NULL DEFAULT '',
+	channels VARCHAR(255) NOT NULL DEFAULT '',
 	body MEDIUMTEXT NOT NULL,
 	created_at BIGINT NOT NULL,
 	PRIMARY KEY (app_id, code, version)

@@ -14,11 +14,15 @@ CREATE TABLE templates (
 	PRIMARY KEY (app_id, code)
 );
 CREATE INDEX templates_category ON templates(app_id, category, code);
--- Immutable versions: the whole template body as JSON.
+-- Immutable versions: the whole template body as JSON (name, category and
+-- channels repeated for listing the history without decoding bodies).
 CREATE TABLE template_versions (
 	app_id TEXT NOT NULL,
 	code TEXT NOT NULL,
 	version INTEGER NOT NULL,
+	name TEXT NOT NULL,
+	category TEXT NOT NULL DEFAULT '',
+	channels TEXT NOT NULL DEFAULT '',
 	body TEXT NOT NULL,
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (app_id, code, version)
