@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -13,11 +12,11 @@ import (
 	"herald.dev/platform/domain"
 )
 
-// BenchRecorder is the hand-off end of the benchmark: the sender of the
-// "bench" channel (no I/O) that measures end-to-end latency from the time the
-// load generator scheduled the request (data.t0, Unix nanoseconds) to the
-// hand-off, per priority, and counts hand-offs. It is enabled by
-// HERALD_BENCH=1 and served at /debug/bench.
+// BenchRecorder observes the hand-offs of the no-I/O "bench" adapter
+// (registry.HandOffObserver): it measures end-to-end latency from the time
+// the load generator scheduled the request (data.t0, Unix nanoseconds) to
+// the hand-off, per priority, and counts hand-offs, in constant memory. It is
+// enabled by HERALD_BENCH=1 and served at /debug/bench.
 type BenchRecorder struct {
 	state atomic.Pointer[benchState]
 }
@@ -36,12 +35,8 @@ func NewBenchRecorder() *BenchRecorder {
 	return r
 }
 
-// Channel implements contracts.Sender.
-func (r *BenchRecorder) Channel() domain.Channel { return domain.ChannelBench }
-
-// Send records the hand-off.
-func (r *BenchRecorder) Send(_ context.Context, d *contracts.Delivery) (contracts.Result, error) {
-	now := time.Now()
+// Record implements registry.HandOffObserver.
+func (r *BenchRecorder) Record(d *contracts.Delivery, now time.Time) {
 	s := r.state.Load()
 	rank := d.Priority.Rank()
 	s.handoffs[rank].Add(1)
@@ -52,7 +47,6 @@ func (r *BenchRecorder) Send(_ context.Context, d *contracts.Delivery) (contract
 			s.e2e[rank].Record(now.Sub(time.Unix(0, t0)))
 		}
 	}
-	return contracts.Result{Delivered: true}, nil
 }
 
 // BenchStats is the JSON served at /debug/bench.

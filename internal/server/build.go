@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"herald.dev/adapters/providers"
+	"herald.dev/adapters/registry"
+	"herald.dev/analytics"
+	"herald.dev/analytics/backend"
+	"herald.dev/outbound"
+	"herald.dev/platform/auth"
+	"herald.dev/platform/config"
+	"herald.dev/platform/domain"
+	"herald.dev/platform/httpx"
+	"herald.dev/platform/messages"
+	"herald.dev/platform/queue/memqueue"
+	"herald.dev/platform/queue/rocketmq"
+	"herald.dev/platform/sqldb"
+	profilesvc "herald.dev/profile-svc"
+	"herald.dev/services"
+	"herald.dev/services/otp"
+	templatesvc "herald.dev/templates-svc"
+
+	_ "herald.dev/adapters/all" // registers every channel adapter
+)
+
+// Build opens the database, migrates it, and wires every module the targets need.
+func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err error) {
+	targets, err := ParseTargets(cfg.Targets)
+	if err != nil {
+		return nil, err
+	}
+	logOut := opts.Log
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	s = &Server{Config: cfg, Targets: targets, logger: log.New(logOut, "herald ", log.LstdFlags|log.Lmicroseconds)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	db, err := sqldb.Open(ctx, cfg.Database.URL, sqldb.Options{DataDir: cfg.DataDir, ReadURL: cfg.Database.ReadURL, MaxOpen: cfg.Database.MaxOpen})
+	if err != nil {
+		return nil, err
+	}
+	s.DB = db
+	s.onClose(func() { db.Close() })
+	applied, err := db.MigrateAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range applied {
+		s.Logf("migrated %s to %d (%s)", m.Component, m.Version, m.Name)
+	}
+	if err := db.CheckAll(ctx); err != nil {
+		return nil, err
+	}
+
+	tokenSecret, err := secretFromConfigOrFile(cfg.Security.TokenSecret, cfg.DataDir, "token.key")
+	if err != nil {
+		return nil, err
+	}
+	encKey, err := secretFromConfigOrFile(cfg.Security.EncryptionKey, cfg.DataDir, "encryption.key")
+	if err != nil {
+		return nil, err
+	}
+
+	s.Auth = auth.NewStore(db, 0)
+	s.Store = messages.New(db, messages.Options{CommitWindow: cfg.Database.CommitWindow, CommitBatch: cfg.Database.CommitBatch})
+	s.onClose(s.Store.Close)
+
+	// Lanes.
+	switch cfg.Queue.Driver {
+	case "rocketmq":
+		q, err := rocketmq.New(cfg.Queue.RocketMQ, cfg.Queue.AgeLimit)
+		if err != nil {
+			return nil, fmt.Errorf("rocketmq: %w", err)
+		}
+		s.Queue = q
+	default:
+		s.Queue = memqueue.New(memqueue.Options{Capacity: cfg.Queue.LaneCapacity, AgeLimit: cfg.Queue.AgeLimit})
+	}
+	s.onClose(func() { s.Queue.Close() })
+
+	// Tracker.
+	ab, err := backend.Open(ctx, cfg.Analytics, db)
+	if err != nil {
+		return nil, err
+	}
+	s.onClose(ab.Close)
+	sink := ab.Sink
+	tracker := analytics.NewTracker(sink, analytics.Options{Logf: s.Logf})
+	s.onClose(func() { tracker.Close() })
+
+	templates := templatesvc.New(db, templatesvc.Options{})
+	profiles := profilesvc.New(db, profilesvc.Options{})
+	provs := providers.New(db, encKey, cfg.Providers)
+
+	svc, err := services.New(services.Deps{
+		DB: db, Store: s.Store, Queue: s.Queue, Renderer: templates, Directory: profiles, Tracker: tracker,
+		Config: cfg, TokenSecret: tokenSecret, Logf: s.Logf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.onClose(svc.Close)
+	otpSvc, err := otp.New(otp.Deps{DB: db, Store: s.Store, Queue: s.Queue, Renderer: templates, Tracker: tracker, Secret: tokenSecret, Logf: s.Logf}, otp.Options{})
+	if err != nil {
+		return nil, err
+	}
+
+	var benchRec *BenchRecorder
+	if os.Getenv("HERALD_BENCH") == "1" {
+		benchRec = NewBenchRecorder()
+	}
+
+	if targets.Outbound {
+		deps := registry.Deps{Config: cfg, Logf: s.Logf, Inbox: svc.Inbox(), Apps: s.Auth, Providers: provs}
+		if benchRec != nil {
+			deps.Observer = benchRec
+		}
+		senders, err := registry.Build(deps)
+		if err != nil {
+			return nil, err
+		}
+		for ch, snd := range opts.Senders {
+			senders[ch] = snd
+		}
+		s.onClose(func() { registry.Close(senders) })
+		defaults := make([]domain.Channel, 0, len(cfg.Outbound.DefaultChannels))
+		for _, c := range cfg.Outbound.DefaultChannels {
+			defaults = append(defaults, domain.Channel(c))
+		}
+		h, err := outbound.New(outbound.Deps{
+			Store: s.Store, Queue: s.Queue, Directory: profiles, Renderer: templates, Senders: senders,
+			Tracker: tracker, Config: cfg.Outbound, DefaultChannels: defaults, Logf: s.Logf,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.runners = append(s.runners, h.Run)
+		s.runners = append(s.runners, otpSvc.Run)
+		s.runners = append(s.runners, func(ctx context.Context) error {
+			analytics.RunRetention(ctx, ab.Sweeper, cfg.Analytics.Retention, time.Hour, s.Logf)
+			return nil
+		})
+		registerOutboundMetrics(h)
+	}
+
+	// HTTP: the API target serves everything; an outbound-only process still
+	// serves health, readiness and metrics.
+	app := httpx.NewApp(cfg.HTTP.BodyLimit, s.Logf)
+	app.Use(metricsMiddleware())
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	app.Get("/readyz", s.readyCheck)
+	app.Get("/metrics", metricsHandler())
+	if benchRec != nil {
+		benchRec.Mount(app)
+	}
+	if targets.API {
+		svc.MountPublic(app)
+		v1 := app.Group("/v1", auth.Middleware(s.Auth))
+		templates.Mount(v1)
+		profiles.Mount(v1)
+		svc.Mount(v1)
+		otpSvc.Mount(v1)
+		provs.Mount(v1)
+		analytics.NewAPI(sink).Mount(v1)
+		doc := openAPIDoc(opts.Version, templates.OpenAPI(), profiles.OpenAPI(), svc.OpenAPI(), otpSvc.OpenAPI(), provs.OpenAPI(), analytics.NewAPI(sink).OpenAPI())
+		app.Get("/openapi.json", func(c *fiber.Ctx) error { return c.JSON(doc) })
+	}
+	s.App = app
+	return s, nil
+}
