@@ -429,3 +429,64 @@ func TestPreviewSamples(t *testing.T) {
 		t.Fatalf("preview v7: %v", err)
 	}
 }
+
+// TestReadsDuringWrites hammers Check and Render while versions are written:
+// a writer always reads its own write, each reader sees versions in order,
+// and every rendering matches the version it came from.
+func TestReadsDuringWrites(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := New(db, Options{CacheSize: 64})
+		const app, writes = "app_rw", 8
+		_, err := s.Create(ctx, app, simpleInput("live", "v1 {{.name}}"))
+		sqldbtest.Must(t, err, "create")
+		data := map[string]any{"name": "Ada"}
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for r := 0; r < 3; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				last, lastSubject := 0, 0
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					info, err := s.Check(ctx, app, "live", data)
+					if err != nil {
+						t.Errorf("check: %v", err)
+						return
+					}
+					if info.Version < last || info.Version > writes+1 {
+						t.Errorf("check saw version %d after %d", info.Version, last)
+						return
+					}
+					last = info.Version
+					c, err := s.Render(ctx, app, "live", 0, "", domain.ChannelEmail, data)
+					if err != nil {
+						t.Errorf("render: %v", err)
+						return
+					}
+					var n int
+					if _, err := fmt.Sscanf(c.Subject, "v%d Ada", &n); err != nil || n < lastSubject {
+						t.Errorf("render subject %q after v%d", c.Subject, lastSubject)
+						return
+					}
+					lastSubject = n
+				}
+			}()
+		}
+		for v := 2; v <= writes+1; v++ {
+			tv, err := s.Update(ctx, app, "live", simpleInput("live", fmt.Sprintf("v%d {{.name}}", v)), 0)
+			sqldbtest.Must(t, err, "update")
+			info, err := s.Check(ctx, app, "live", data)
+			if err != nil || info.Version != tv.Version {
+				t.Fatalf("writer reads %+v %v after writing v%d", info, err, tv.Version)
+			}
+		}
+		close(done)
+		wg.Wait()
+	})
+}

@@ -83,7 +83,7 @@ type Service struct {
 	gen    atomic.Uint64
 	latest *clockCache[codeKey, latestEntry]
 	parsed *clockCache[versionKey, *compiled]
-	lf     flight[codeKey, *compiled]
+	lf     flight[codeKey, latestLoad]
 	vf     flight[versionKey, *compiled]
 }
 
@@ -180,32 +180,45 @@ func (s *Service) latestCompiled(ctx context.Context, appID, code string) (*comp
 		}
 		return e.c, nil
 	}
-	c, err := s.lf.do(k, func() (*compiled, error) {
-		gen := s.gen.Load()
-		lctx, cancel := loadContext(ctx)
-		defer cancel()
-		v, err := s.loadLatestVersion(lctx, appID, code)
-		var c *compiled
-		switch {
-		case errors.Is(err, ErrNotFound):
-		case err != nil:
-			return nil, err
-		default:
-			if c, err = s.versionCompiled(lctx, appID, code, v); err != nil {
-				return nil, err
+	for {
+		// a load joined through the flight may have started before a write
+		// this caller already saw complete; such a result is not used
+		seen := s.gen.Load()
+		r, err := s.lf.do(k, func() (latestLoad, error) {
+			gen := s.gen.Load()
+			lctx, cancel := loadContext(ctx)
+			defer cancel()
+			v, err := s.loadLatestVersion(lctx, appID, code)
+			var c *compiled
+			switch {
+			case errors.Is(err, ErrNotFound):
+			case err != nil:
+				return latestLoad{}, err
+			default:
+				if c, err = s.versionCompiled(lctx, appID, code, v); err != nil {
+					return latestLoad{}, err
+				}
 			}
+			e := latestEntry{c: c, expires: s.now() + s.ttl}
+			s.latest.PutIf(k, e, func() bool { return s.gen.Load() == gen })
+			return latestLoad{c: c, gen: gen}, nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		e := latestEntry{c: c, expires: s.now() + s.ttl}
-		s.latest.PutIf(k, e, func() bool { return s.gen.Load() == gen })
-		return c, nil
-	})
-	if err != nil {
-		return nil, err
+		if r.gen < seen {
+			continue
+		}
+		if r.c == nil {
+			return nil, ErrNotFound
+		}
+		return r.c, nil
 	}
-	if c == nil {
-		return nil, ErrNotFound
-	}
-	return c, nil
+}
+
+type latestLoad struct {
+	c   *compiled
+	gen uint64
 }
 
 // versionCompiled returns a parsed version (cached forever: versions are immutable).
