@@ -13,4 +13,10 @@ import (
 
 // Vendor channels (sms, otp, wechat, wecom, dingtalk, qq): one blank import
 // per adapter package in this block.
-import ()
+import (
+	_ "herald.dev/adapters/dingtalk"
+	_ "herald.dev/adapters/qq"
+	_ "herald.dev/adapters/sms"
+	_ "herald.dev/adapters/wechat"
+	_ "herald.dev/adapters/wecom"
+)
