@@ -80,13 +80,13 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 	// Lanes.
 	switch cfg.Queue.Driver {
 	case "rocketmq":
-		q, err := rocketmq.New(cfg.Queue.RocketMQ, cfg.Queue.AgeLimit)
+		q, err := rocketmq.NewWithOptions(cfg.Queue.RocketMQ, rocketmq.Options{AgeLimit: cfg.Queue.AgeLimit, Visibility: cfg.Queue.Visibility})
 		if err != nil {
 			return nil, fmt.Errorf("rocketmq: %w", err)
 		}
 		s.Queue = q
 	default:
-		s.Queue = memqueue.New(memqueue.Options{Capacity: cfg.Queue.LaneCapacity, AgeLimit: cfg.Queue.AgeLimit})
+		s.Queue = memqueue.New(memqueue.Options{Capacity: cfg.Queue.LaneCapacity, AgeLimit: cfg.Queue.AgeLimit, Visibility: cfg.Queue.Visibility})
 	}
 	s.onClose(func() { s.Queue.Close() })
 

@@ -63,7 +63,10 @@ type Queue struct {
 	// AgeLimit promotes a waiting lower-priority message ahead of fresher
 	// higher-priority ones once it has waited this long (starvation guard).
 	AgeLimit time.Duration `yaml:"age_limit" env:"HERALD_QUEUE_AGE_LIMIT"`
-	RocketMQ RocketMQ      `yaml:"rocketmq"`
+	// Visibility is how long a received message may stay unsettled before
+	// the lane delivers it again; it must exceed the longest fan-out.
+	Visibility time.Duration `yaml:"visibility" env:"HERALD_QUEUE_VISIBILITY"`
+	RocketMQ   RocketMQ      `yaml:"rocketmq"`
 }
 
 // RocketMQ configures the production queue.
@@ -147,7 +150,7 @@ func Defaults() Config {
 		Targets:  "all",
 		LogLevel: "info",
 		Database: Database{MaxOpen: 32, CommitWindow: 0, CommitBatch: 512},
-		Queue:    Queue{Driver: "embedded", LaneCapacity: 65536, AgeLimit: 5 * time.Second, RocketMQ: RocketMQ{TopicPrefix: "herald", Group: "herald-outbound"}},
+		Queue:    Queue{Driver: "embedded", LaneCapacity: 65536, AgeLimit: 5 * time.Second, Visibility: 5 * time.Minute, RocketMQ: RocketMQ{TopicPrefix: "herald", Group: "herald-outbound"}},
 		Outbound: Outbound{Workers: 16, MaxAttempts: 8, BackoffBase: time.Second, BackoffMax: 10 * time.Minute,
 			SweepInterval: 5 * time.Second, StaleAfter: 2 * time.Minute, DefaultChannels: []string{"inapp"}},
 		SMTP:      SMTP{Port: 587, TLS: "starttls", Timeout: 15 * time.Second, From: "herald@localhost"},
