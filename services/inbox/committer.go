@@ -1,0 +1,277 @@
+package inbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"herald.dev/platform/domain"
+	"herald.dev/platform/ids"
+	"herald.dev/platform/sqldb"
+)
+
+// committer gathers Deliver calls into shared transactions. It is a single
+// goroutine on purpose: it assigns ids in commit order (see the package doc).
+// While one transaction commits, new items queue up and the next one takes
+// them all (up to the batch cap), so a lone item costs one commit and a flood
+// shares each fsync among hundreds.
+type committer struct {
+	s      *Store
+	opts   Options
+	reqs   chan *deliverReq
+	wg     sync.WaitGroup
+	mu     sync.RWMutex
+	closed bool
+	// stmts caches prepared inserts by row count (parsing a 100-row insert
+	// costs as much as running it). Only the loop goroutine touches it.
+	stmts map[int]*sql.Stmt
+}
+
+type deliverReq struct {
+	ctx  context.Context
+	item *Item
+	data string
+	// inserted is false when the delivery id was already stored.
+	inserted bool
+	err      error
+	done     chan struct{}
+}
+
+var reqPool = sync.Pool{New: func() any { return &deliverReq{done: make(chan struct{}, 1)} }}
+
+func newCommitter(s *Store, opts Options) *committer {
+	c := &committer{s: s, opts: opts, reqs: make(chan *deliverReq, opts.CommitBatch*4), stmts: map[int]*sql.Stmt{}}
+	c.wg.Add(1)
+	go c.loop()
+	return c
+}
+
+func (c *committer) submit(ctx context.Context, it *Item, data string) error {
+	r := reqPool.Get().(*deliverReq)
+	r.ctx, r.item, r.data, r.inserted, r.err = ctx, it, data, false, nil
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		reqPool.Put(r)
+		return ErrClosed
+	}
+	select {
+	case c.reqs <- r:
+		c.mu.RUnlock()
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		reqPool.Put(r)
+		return ctx.Err()
+	}
+	// A queued request is always answered: the item is committed or not, never unknown.
+	<-r.done
+	err := r.err
+	r.ctx, r.item, r.data = nil, nil, ""
+	reqPool.Put(r)
+	return err
+}
+
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.reqs)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	for _, st := range c.stmts {
+		_ = st.Close()
+	}
+}
+
+func (c *committer) loop() {
+	defer c.wg.Done()
+	batch := make([]*deliverReq, 0, c.opts.CommitBatch)
+	for first := range c.reqs {
+		batch = append(batch[:0], first)
+		c.gather(&batch)
+		c.commit(batch)
+	}
+}
+
+func (c *committer) gather(batch *[]*deliverReq) {
+	t := time.NewTimer(c.opts.CommitWindow)
+	defer t.Stop()
+	for len(*batch) < c.opts.CommitBatch {
+		select {
+		case r, ok := <-c.reqs:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+			continue
+		default:
+		}
+		select {
+		case r, ok := <-c.reqs:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+		case <-t.C:
+			return
+		}
+	}
+}
+
+func (c *committer) commit(batch []*deliverReq) {
+	live := make([]*deliverReq, 0, len(batch))
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			r.done <- struct{}{}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// Ids and times in commit order.
+	now := sqldb.Now()
+	for _, r := range live {
+		r.item.ID = ids.New("inb")
+		r.item.CreatedAt, r.item.UpdatedAt = domain.FromMillis(now), domain.FromMillis(now)
+	}
+	if len(live) >= perInsert {
+		c.prepare(perInsert)
+	}
+	c.prepare(len(live)%perInsert, 1)
+	err := c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
+	if err != nil && len(live) > 1 {
+		// One bad item must not fail its neighbours: settle each alone.
+		for _, r := range live {
+			one := []*deliverReq{r}
+			r.err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, one) })
+			if r.err != nil {
+				r.err = fmt.Errorf("store inbox item: %w", r.err)
+			}
+		}
+	} else if err != nil {
+		live[0].err = fmt.Errorf("store inbox item: %w", err)
+	}
+	for _, r := range live {
+		if r.err == nil && r.inserted && c.s.pusher != nil {
+			c.s.pusher.Push(Event{Type: EventItem, Item: r.item})
+		}
+		r.done <- struct{}{}
+	}
+}
+
+const perInsert = 100
+
+func (c *committer) insertSQL(rows int) string {
+	var b strings.Builder
+	b.Grow(200 + rows*52)
+	b.WriteString(c.s.db.InsertIgnore())
+	b.WriteString(` INTO inbox_items (` + itemCols + `) VALUES `)
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)")
+	}
+	return b.String()
+}
+
+// prepare makes sure inserts of the given row counts are prepared. It runs
+// outside the transaction (SQLite has one writer connection, which the
+// transaction holds). On SQLite every size is cached; on MySQL only the full
+// chunk, to keep server-side statements per connection few.
+func (c *committer) prepare(sizes ...int) {
+	for _, rows := range sizes {
+		if rows <= 0 || c.stmts[rows] != nil || (c.s.db.Dialect == sqldb.MySQL && rows != perInsert) {
+			continue
+		}
+		st, err := c.s.db.W.PrepareContext(context.Background(), c.insertSQL(rows))
+		if err != nil {
+			continue // such inserts run ad hoc, where a real error shows
+		}
+		c.stmts[rows] = st
+	}
+}
+
+// write inserts the batch, skipping delivery ids already stored (or repeated
+// within the batch), and marks which requests were inserted.
+func (c *committer) write(tx *sql.Tx, batch []*deliverReq) error {
+	ctx := context.Background()
+	seen := make(map[string]bool, len(batch))
+	insert := make([]*deliverReq, 0, len(batch))
+	for _, r := range batch {
+		r.inserted = false
+		if seen[r.item.DeliveryID] {
+			continue
+		}
+		seen[r.item.DeliveryID] = true
+		insert = append(insert, r)
+	}
+	var affected int64
+	for start := 0; start < len(insert); start += perInsert {
+		chunk := insert[start:min(start+perInsert, len(insert))]
+		args := make([]any, 0, len(chunk)*14)
+		for _, r := range chunk {
+			it := r.item
+			ms := domain.Millis(it.CreatedAt)
+			args = append(args, it.ID, it.AppID, it.UserID, it.NotificationID, it.DeliveryID, string(it.Kind), it.Category,
+				it.Title, it.Body, it.TodoKey, r.data, it.State, ms, ms)
+		}
+		var res sql.Result
+		var err error
+		if st := c.stmts[len(chunk)]; st != nil {
+			res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		} else {
+			res, err = tx.ExecContext(ctx, c.insertSQL(len(chunk)), args...)
+		}
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		affected += n
+	}
+	if affected == int64(len(insert)) {
+		for _, r := range insert {
+			r.inserted = true
+		}
+		return nil
+	}
+	// Some delivery ids were already stored: ours are the rows carrying the ids we just made.
+	for start := 0; start < len(insert); start += perInsert {
+		chunk := insert[start:min(start+perInsert, len(insert))]
+		args := make([]any, len(chunk))
+		for i, r := range chunk {
+			args[i] = r.item.DeliveryID
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM inbox_items WHERE delivery_id IN (`+sqldb.Placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return err
+		}
+		mine := make(map[string]bool, len(chunk))
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			mine[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range chunk {
+			r.inserted = mine[r.item.ID]
+		}
+	}
+	return nil
+}

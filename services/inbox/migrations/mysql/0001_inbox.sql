@@ -1,0 +1,21 @@
+CREATE TABLE inbox_items (
+	id VARCHAR(64) NOT NULL PRIMARY KEY,
+	app_id VARCHAR(64) NOT NULL,
+	user_id VARCHAR(128) NOT NULL,
+	notification_id VARCHAR(64) NOT NULL DEFAULT '',
+	delivery_id VARCHAR(64) NOT NULL,
+	kind VARCHAR(16) NOT NULL,
+	category VARCHAR(128) NOT NULL DEFAULT '',
+	title VARCHAR(500) NOT NULL DEFAULT '',
+	body MEDIUMTEXT NOT NULL,
+	todo_key VARCHAR(255) NOT NULL DEFAULT '',
+	data MEDIUMTEXT NOT NULL,
+	state VARCHAR(16) NOT NULL,
+	created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	read_at BIGINT NOT NULL DEFAULT 0,
+	done_at BIGINT NOT NULL DEFAULT 0,
+	UNIQUE KEY inbox_items_delivery (delivery_id),
+	KEY inbox_items_user (app_id, user_id, id, state),
+	KEY inbox_items_todo (app_id, todo_key)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
