@@ -143,7 +143,6 @@ func BenchmarkAcceptHTTP(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "accepted/s")
 }
 
-
 // cpuTime is the CPU time this process used (user + system): on a shared
 // machine it tells the cost per request when wall-clock throughput cannot.
 func cpuTime() time.Duration {

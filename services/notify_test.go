@@ -97,7 +97,7 @@ func TestSendScheduledAndExpiry(t *testing.T) {
 			"content":    map[string]any{"*": map[string]any{"title": "Exam", "body": "Room 101"}},
 			"recipients": []any{map[string]any{"group_id": "class-1"}},
 			"kind":       "todo", "todo_key": "exam-42", "locale": "zh-CN", "fallback": []string{"sms"},
-			"send_at":    sendAt.Format(time.RFC3339Nano), "expires_at": expires.Format(time.RFC3339),
+			"send_at": sendAt.Format(time.RFC3339Nano), "expires_at": expires.Format(time.RFC3339),
 		})
 		if status != "scheduled" {
 			t.Fatalf("status %s, want scheduled", status)
