@@ -70,9 +70,15 @@ type Config struct {
 	HostLookup bool
 }
 
-// FromConfig maps Herald's analytics configuration.
+// FromConfig maps Herald's analytics configuration: hosts, keyspace, and
+// the retention as the events' TTL (0 keeps them forever, as it disables the
+// SQL sweep).
 func FromConfig(a config.Analytics) Config {
-	return Config{Hosts: a.CassandraHosts, Keyspace: a.CassandraKeyspace}
+	c := Config{Hosts: a.CassandraHosts, Keyspace: a.CassandraKeyspace, EventTTL: a.Retention}
+	if a.Retention <= 0 {
+		c.EventTTL = -1
+	}
+	return c
 }
 
 func (c *Config) defaults() {
@@ -342,7 +348,13 @@ func (s *Store) WriteEvents(ctx context.Context, events []contracts.Event) error
 				string(e.Priority), e.Type, e.Error, e.LatencyMS, s.ttl}})
 		}
 	}
-	jobs := append(s.batches(gocql.UnloggedBatch, byDay), s.batches(gocql.UnloggedBatch, byNtf)...)
+	// A notification contributes a few events per batch: group its
+	// partitions into shared unlogged batches instead of one request each.
+	var ntfRows []stmt
+	for _, list := range byNtf {
+		ntfRows = append(ntfRows, list...)
+	}
+	jobs := append(s.batches(gocql.UnloggedBatch, byDay), s.batches(gocql.UnloggedBatch, map[string][]stmt{"": ntfRows})...)
 	if err := s.run(ctx, jobs); err != nil {
 		return fmt.Errorf("cassandra: write events: %w", err)
 	}

@@ -175,8 +175,45 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := cassandra.Open(ctx, cassandra.Config{Hosts: []string{"127.0.0.1:1"}, ConnectTimeout: time.Second}); err == nil {
 		t.Errorf("Open on a closed port succeeded")
 	}
-	c := cassandra.FromConfig(config.Analytics{Driver: "cassandra", CassandraHosts: []string{"a", "b"}, CassandraKeyspace: "ks"})
-	if len(c.Hosts) != 2 || c.Keyspace != "ks" {
+	c := cassandra.FromConfig(config.Analytics{Driver: "cassandra", CassandraHosts: []string{"a", "b"}, CassandraKeyspace: "ks", Retention: 48 * time.Hour})
+	if len(c.Hosts) != 2 || c.Keyspace != "ks" || c.EventTTL != 48*time.Hour {
 		t.Errorf("FromConfig = %+v", c)
 	}
+	if c := cassandra.FromConfig(config.Analytics{}); c.EventTTL >= 0 {
+		t.Errorf("FromConfig without retention: TTL %v, want none (negative)", c.EventTTL)
+	}
+}
+
+// BenchmarkWriteEvents measures the sink's write rate in the tracker's
+// default batches of 500 (event rows, counters and maxima).
+func BenchmarkWriteEvents(b *testing.B) {
+	if os.Getenv(EnvHosts) == "" {
+		b.Skipf("set %s", EnvHosts)
+	}
+	keyspaceOnce.Do(func() { keyspace = "herald_test_" + strings.ToLower(ids.Random(6)) })
+	s, err := cassandra.Open(context.Background(), cassandra.Config{Hosts: strings.Split(os.Getenv(EnvHosts), ","), Keyspace: keyspace})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	app := ids.New("app")
+	chans := []domain.Channel{domain.ChannelEmail, domain.ChannelSMS, domain.ChannelInApp, domain.ChannelWebhook}
+	batch := make([]contracts.Event, 500)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		for j := range batch {
+			n := ids.New("ntf")
+			if j%4 != 0 {
+				n = batch[j-j%4].NotificationID
+			}
+			batch[j] = contracts.Event{AppID: app, NotificationID: n, DeliveryID: ids.New("dlv"), Channel: chans[j%4], Category: "billing",
+				Type: []string{contracts.EventQueued, contracts.EventSent}[j%2], At: time.Now(), LatencyMS: int64(j + i)}
+		}
+		b.StartTimer()
+		if err := s.WriteEvents(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "events/s")
 }

@@ -248,28 +248,43 @@ func (s *Store) Events(ctx context.Context, appID, notificationID string) ([]con
 	return out, nil
 }
 
-// Sweep deletes raw events recorded before the given time, in chunks so that
-// writers are never held up for long, and returns how many it deleted.
-// Rollups are kept: reports over old ranges stay available.
+// Sweep deletes raw events recorded before the given time and returns how
+// many it deleted. Events are inserted in about time order (they are stamped
+// when tracked and written within seconds), so it walks the primary key from
+// the oldest row in chunks, deleting the rows of each chunk that are old
+// enough, and stops at the first chunk with none: no index on the time is
+// needed and writers are held up for one chunk at a time. Rollups are kept,
+// so reports over old ranges stay available.
 func (s *Store) Sweep(ctx context.Context, before time.Time) (int64, error) {
-	q := `DELETE FROM analytics_events WHERE id IN (SELECT id FROM analytics_events WHERE at < ? ORDER BY at LIMIT ?)`
-	if s.db.Dialect == sqldb.MySQL {
-		q = `DELETE FROM analytics_events WHERE at < ? ORDER BY at LIMIT ?`
-	}
+	cutoff := before.UnixMilli()
 	var total int64
+	var after int64 = -1
 	for {
-		res, err := s.db.W.ExecContext(ctx, q, before.UnixMilli(), sweepChunk)
-		if err != nil {
-			return total, fmt.Errorf("sweep analytics events: %w", err)
-		}
-		n, err := res.RowsAffected()
+		var last, n int64
+		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+			var lo, hi sql.NullInt64
+			// The chunk: the next sweepChunk ids after the last one seen.
+			err := tx.QueryRowContext(ctx, `SELECT MIN(id), MAX(id) FROM (SELECT id FROM analytics_events WHERE id > ? ORDER BY id LIMIT ?) c`,
+				after, sweepChunk).Scan(&lo, &hi)
+			if err != nil || !hi.Valid {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `DELETE FROM analytics_events WHERE id >= ? AND id <= ? AND at < ?`, lo.Int64, hi.Int64, cutoff)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			last = hi.Int64
+			return err
+		})
 		if err != nil {
 			return total, fmt.Errorf("sweep analytics events: %w", err)
 		}
 		total += n
-		if n < sweepChunk {
+		if n == 0 || last == 0 {
 			return total, nil
 		}
+		after = last
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
