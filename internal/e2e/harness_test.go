@@ -31,7 +31,7 @@ import (
 
 // ---- SMTP ----
 
-type mail struct {
+type mailMsg struct {
 	From string
 	To   []string
 	Data []byte
@@ -39,15 +39,15 @@ type mail struct {
 
 type smtpSink struct {
 	mu   sync.Mutex
-	msgs []mail
-	ch   chan mail
+	msgs []mailMsg
+	ch   chan mailMsg
 }
 
 func (s *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) { return &smtpSession{sink: s}, nil }
 
 type smtpSession struct {
 	sink *smtpSink
-	m    mail
+	m    mailMsg
 }
 
 func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error { s.m.From = from; return nil }
@@ -68,16 +68,16 @@ func (s *smtpSession) Data(r io.Reader) error {
 	case s.sink.ch <- s.m:
 	default:
 	}
-	s.m = mail{}
+	s.m = mailMsg{}
 	return nil
 }
-func (s *smtpSession) Reset()        { s.m = mail{} }
+func (s *smtpSession) Reset()        { s.m = mailMsg{} }
 func (s *smtpSession) Logout() error { return nil }
 
 // startSMTP runs a real SMTP server on loopback.
 func startSMTP(t *testing.T) (string, *smtpSink) {
 	t.Helper()
-	sink := &smtpSink{ch: make(chan mail, 1024)}
+	sink := &smtpSink{ch: make(chan mailMsg, 1024)}
 	srv := smtp.NewServer(sink)
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true

@@ -152,7 +152,7 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 			analytics.RunRetention(ctx, ab.Sweeper, cfg.Analytics.Retention, time.Hour, s.Logf)
 			return nil
 		})
-		registerOutboundMetrics(h)
+		registerOutboundMetrics(h, s.Queue)
 	}
 
 	// HTTP: the API target serves everything; an outbound-only process still

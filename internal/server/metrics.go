@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -9,7 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"herald.dev/outbound"
+	"herald.dev/platform/domain"
 	"herald.dev/platform/httpx"
+	"herald.dev/platform/queue"
 )
 
 var (
@@ -50,13 +54,72 @@ func metricsHandler() fiber.Handler {
 	return adaptor.HTTPHandler(promhttp.Handler())
 }
 
-// gaugeFunc registers (once per process) a gauge read at scrape time.
-func gaugeFunc(name, help string, labels prometheus.Labels, f func() float64) {
-	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "herald", Name: name, Help: help, ConstLabels: labels}, f)
-	if err := prometheus.Register(g); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			_ = prometheus.Unregister(are.ExistingCollector)
-			_ = prometheus.Register(g)
+// statsCollector turns the outbound handler's and the lanes' snapshots into
+// metrics at scrape time (an unchecked collector: its label sets vary).
+type statsCollector struct {
+	h *outbound.Handler
+	q queue.Queue
+}
+
+var (
+	descDepth    = prometheus.NewDesc("herald_outbound_queue_depth", "Deliveries waiting per channel and priority.", []string{"channel", "priority"}, nil)
+	descInFlight = prometheus.NewDesc("herald_outbound_in_flight", "Deliveries being sent per channel.", []string{"channel"}, nil)
+	descWorkers  = prometheus.NewDesc("herald_outbound_workers", "Worker pool size per channel.", []string{"channel"}, nil)
+	descOutcomes = prometheus.NewDesc("herald_deliveries_total", "Delivery outcomes per channel.", []string{"channel", "outcome"}, nil)
+	descFanouts  = prometheus.NewDesc("herald_outbound_fanouts", "Fan-outs running per priority.", []string{"priority"}, nil)
+	descWaiting  = prometheus.NewDesc("herald_outbound_fanouts_waiting", "Messages waiting for a fan-out slot per priority.", []string{"priority"}, nil)
+	descLane     = prometheus.NewDesc("herald_lane_depth", "Messages on each priority lane.", []string{"priority"}, nil)
+	descTimers   = prometheus.NewDesc("herald_outbound_retry_timers", "Armed in-memory retry timers.", nil, nil)
+	descUnrecord = prometheus.NewDesc("herald_outbound_unrecorded", "Delivery rows waiting for their batch write.", nil, nil)
+	descSkipped  = prometheus.NewDesc("herald_deliveries_skipped_total", "Deliveries skipped (preferences, no address, unknown user).", nil, nil)
+	descDeferred = prometheus.NewDesc("herald_deliveries_deferred_total", "Deliveries deferred to the end of quiet hours.", nil, nil)
+)
+
+func (c statsCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.h.Stats()
+	for name, cs := range st.Channels {
+		n := string(name)
+		for p, d := range cs.Depth {
+			ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(d), n, string(p))
+		}
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(cs.InFlight), n)
+		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(cs.Workers), n)
+		for outcome, v := range map[string]uint64{"sent": cs.Sent, "delivered": cs.Delivered, "failed": cs.Failed, "retried": cs.Retried, "expired": cs.Expired} {
+			ch <- prometheus.MustNewConstMetric(descOutcomes, prometheus.CounterValue, float64(v), n, outcome)
 		}
 	}
+	for p, v := range st.Fanouts {
+		ch <- prometheus.MustNewConstMetric(descFanouts, prometheus.GaugeValue, float64(v), string(p))
+	}
+	for p, v := range st.Waiting {
+		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(v), string(p))
+	}
+	if qs, ok := c.q.(queue.Stats); ok {
+		for _, p := range domain.Priorities {
+			ch <- prometheus.MustNewConstMetric(descLane, prometheus.GaugeValue, float64(qs.Depth(p)), string(p))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descTimers, prometheus.GaugeValue, float64(st.Timers))
+	ch <- prometheus.MustNewConstMetric(descUnrecord, prometheus.GaugeValue, float64(st.Unrecorded))
+	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(st.Skipped))
+	ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.CounterValue, float64(st.Deferred))
 }
+
+// registerOutboundMetrics exposes the handler's statistics; a later
+// registration (tests build several servers) replaces the earlier one.
+func registerOutboundMetrics(h *outbound.Handler, q queue.Queue) {
+	collectorMu.Lock()
+	defer collectorMu.Unlock()
+	if current != nil {
+		prometheus.Unregister(current)
+	}
+	current = statsCollector{h: h, q: q}
+	prometheus.MustRegister(current)
+}
+
+var (
+	collectorMu sync.Mutex
+	current     prometheus.Collector
+)
