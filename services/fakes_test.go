@@ -124,6 +124,12 @@ func (t *fakeTracker) Track(evs ...contracts.Event) {
 	t.mu.Unlock()
 }
 
+func (t *fakeTracker) all() []contracts.Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.events)
+}
+
 func (t *fakeTracker) types(notificationID string) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
