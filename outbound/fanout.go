@@ -11,6 +11,7 @@ import (
 	"herald.dev/platform/domain"
 	"herald.dev/platform/messages"
 	"herald.dev/platform/queue"
+	"herald.dev/platform/sqldb"
 )
 
 // profileBatch is how many user ids go into one Directory.Profiles call.
@@ -28,7 +29,7 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 		h.settleLease(l, true, 0) // a duplicate of a message this process is working on
 		return
 	}
-	n, err := h.store.Load(ctx, msg.ID)
+	n, err := h.load(ctx, msg)
 	if errors.Is(err, messages.ErrNotFound) {
 		h.logf("outbound: lane message %s has no notification; dropping it", msg.ID)
 		h.settleLease(l, true, 0)
@@ -45,10 +46,15 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 	}
 	switch n.Status {
 	case domain.MessageAccepted, domain.MessageQueued, domain.MessageScheduled:
-	default:
-		// Final, or processing: another fan-out owns it, or reconciliation
-		// will resume it once its lease passes.
+	case domain.MessageProcessing:
+		// Another fan-out owns it, reconciliation resumes it once its lease
+		// passes, or it was republished after a resend: its due open rows
+		// are dispatched by the retry sweep, which runs now.
+		h.kickRetry()
 		h.settleLease(l, true, 0)
+		return
+	default:
+		h.settleLease(l, true, 0) // final
 		return
 	}
 	now := h.now()
@@ -69,7 +75,11 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 	if h.dead.Load() {
 		return
 	}
-	claimed, err := h.store.Transition(ctx, []string{n.ID}, domain.MessageProcessing, now.Add(h.cfg.StaleAfter), "", from...)
+	var claimed int
+	err = h.urgently(n.Priority == domain.PriorityHigh, func() (err error) {
+		claimed, err = h.store.Transition(ctx, []string{n.ID}, domain.MessageProcessing, now.Add(h.cfg.StaleAfter), "", from...)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() == nil {
 			h.logf("outbound: claim %s: %v", n.ID, err)
@@ -88,6 +98,20 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 	ok := h.expand(ctx, st, resumed)
 	h.settleLease(l, true, 0)
 	h.endFanout(st, ok)
+}
+
+// load reads the notification of a lane message. On SQLite it reads
+// through the read pool (WAL readers see every committed row), so a
+// high-priority message is not queued behind the single writer connection;
+// elsewhere it reads the primary, since a replica may lag.
+func (h *Handler) load(ctx context.Context, msg queue.Message) (*messages.Notification, error) {
+	if h.sql.db.Dialect == sqldb.SQLite && msg.AppID != "" {
+		n, err := h.store.Get(ctx, msg.AppID, msg.ID)
+		if !errors.Is(err, messages.ErrNotFound) {
+			return n, err
+		}
+	}
+	return h.store.Load(ctx, msg.ID)
 }
 
 // expire marks an undispatched notification expired.
@@ -119,6 +143,20 @@ type fan struct {
 	events []contracts.Event
 	jobs   []*job // deferred deliveries and fallbacks, armed once recorded
 	queued []contracts.Event
+	// submitted: rows went to the recorder; they must be durable before
+	// the lane message is acked.
+	submitted bool
+}
+
+// urgently runs a write of a high-priority message; the recorder lets it
+// in before its next chunk of outcome rows.
+func (h *Handler) urgently(high bool, fn func() error) error {
+	if !high {
+		return fn()
+	}
+	h.urgent.Add(1)
+	defer h.urgent.Add(-1)
+	return fn()
 }
 
 // expand resolves recipients and routes every (recipient, channel). It
@@ -229,14 +267,15 @@ func (h *Handler) expand(ctx context.Context, st *msgState, resumed bool) bool {
 			return false
 		}
 	}
-	if !h.rec.flush(ctx) {
+	if f.submitted && !h.rec.flush(ctx, st.high()) {
 		return false
 	}
 	if h.dead.Load() {
 		return false
 	}
 	if f.total > 0 {
-		if err := h.store.SetDeliveriesTotal(ctx, n.ID, f.total); err != nil {
+		err := h.urgently(st.high(), func() error { return h.store.SetDeliveriesTotal(ctx, n.ID, f.total) })
+		if err != nil {
 			h.logf("outbound: record fan-out of %s: %v", n.ID, err)
 			return false
 		}
@@ -353,7 +392,8 @@ func (f *fan) page() error {
 	}
 	h, st, jobs := f.h, f.st, f.jobs
 	st.add(len(jobs))
-	h.rec.submit(recEntry{rows: f.rows, events: f.events, wait: true, after: func(ok bool) {
+	f.submitted = true
+	h.rec.submit(recEntry{rows: f.rows, events: f.events, wait: true, high: st.high(), after: func(ok bool) {
 		if !ok {
 			st.mu.Lock()
 			st.incomplete = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -555,4 +556,44 @@ func TestManyMessagesBothDialects(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestResend follows the API's resend: failed rows go back to pending, the
+// notification to processing and onto its lane; the handler sends them at
+// once and completes the message again.
+func TestResend(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	e := newEnv(t, db, domain.ChannelEmail)
+	e.deps.Config.SweepInterval = time.Hour // only the lane message can trigger the resend promptly
+	e.dir.add(&contracts.Profile{UserID: "u1", Email: "u1@x.io"})
+	var broken atomic.Bool
+	broken.Store(true)
+	e.senders[domain.ChannelEmail].behave = func(d *contracts.Delivery, n int) error {
+		if broken.Load() {
+			return contracts.Permanent("bounce", nil)
+		}
+		return nil
+	}
+	e.start()
+	n := e.accept(users("u1"), withChannels(domain.ChannelEmail))
+	e.waitStatus(n.ID, domain.MessageDone)
+	if d := e.deliveries(n.ID)["u1/email"]; d.Status != domain.DeliveryFailed {
+		t.Fatalf("%+v", d)
+	}
+	broken.Store(false)
+	ctx := context.Background()
+	if ds, err := e.store.ResetFailed(ctx, n.AppID, n.ID); err != nil || len(ds) != 1 {
+		t.Fatalf("reset: %v %v", ds, err)
+	}
+	if err := e.q.Publish(ctx, queue.Message{ID: n.ID, AppID: n.AppID, Priority: n.Priority}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(n.ID, domain.MessageDone)
+	d := e.deliveries(n.ID)["u1/email"]
+	if d.Status != domain.DeliverySent || d.Attempts != 1 {
+		t.Fatalf("after resend %+v", d)
+	}
+	if c := e.senders[domain.ChannelEmail].count.Load(); c != 2 {
+		t.Fatalf("sends = %d", c)
+	}
 }

@@ -77,6 +77,10 @@ type Tuning struct {
 	// RecordInterval is the longest a row waits for its flush (default 5ms).
 	RecordBatch    int
 	RecordInterval time.Duration
+	// RecordTxRows caps the rows written per transaction (default 256):
+	// smaller transactions let other writers (claims of high-priority
+	// messages) in sooner, larger ones write faster.
+	RecordTxRows int
 	// GroupBatch is the page size for streaming group members (default 1000).
 	GroupBatch int
 	// SweepLimit bounds the rows one sweep batch handles (default 500); a
@@ -108,6 +112,7 @@ func (t *Tuning) defaults(cfg config.Outbound) {
 	setDefaultDur(&t.ShutdownGrace, 15*time.Second)
 	setDefault(&t.RecordBatch, 2048)
 	setDefaultDur(&t.RecordInterval, 5*time.Millisecond)
+	setDefault(&t.RecordTxRows, 256)
 	setDefault(&t.GroupBatch, 1000)
 	setDefault(&t.SweepLimit, 500)
 	setDefault(&t.SweepBatches, 8)
@@ -185,6 +190,10 @@ type Handler struct {
 
 	skipped  atomic.Uint64
 	pendingN atomic.Uint64
+	urgent   atomic.Int32 // high-priority claims waiting for the writer
+
+	retryKick chan struct{}
+	retryNow  atomic.Bool
 }
 
 // New validates deps and builds a handler.
@@ -217,6 +226,7 @@ func New(d Deps) (*Handler, error) {
 		logf: d.Logf, now: d.Now, sql: sqlq{db: d.Store.DB()},
 		pools: map[domain.Channel]*pool{}, reg: map[string]*msgState{}, held: map[string]*job{},
 		timers: map[*job]*time.Timer{}, timerIDs: map[string]int{}, fallback: map[string][]domain.Channel{},
+		retryKick: make(chan struct{}, 1),
 	}
 	h.tun.defaults(cfg)
 	if h.track == nil {
@@ -297,9 +307,9 @@ func (h *Handler) Run(ctx context.Context) error {
 		}
 	}
 	h.bgWG.Add(5)
-	go h.sweepLoop("outbox", h.outboxSweep)
-	go h.sweepLoop("reconcile", h.reconcileSweep)
-	go h.sweepLoop("retry", h.retrySweep)
+	go h.sweepLoop("outbox", h.outboxSweep, nil)
+	go h.sweepLoop("reconcile", h.reconcileSweep, nil)
+	go h.sweepLoop("retry", h.retrySweep, h.retryKick)
 	go h.heartbeat()
 	go h.receive()
 

@@ -12,48 +12,54 @@ import (
 	"herald.dev/platform/messages"
 )
 
-// recEntry is a group of delivery rows recorded together (in one
-// transaction), the tracker events they imply, and what to do once they are
-// durable (ok) or could not be written (!ok, shutdown only).
+// recEntry is a group of delivery rows recorded together, the tracker
+// events they imply, and what to do once they are durable (ok) or could not
+// be written (!ok, which happens only at shutdown or after a halt).
 type recEntry struct {
 	rows    []*messages.Delivery
 	events  []contracts.Event
 	after   func(ok bool)
 	barrier chan bool
+	// high: the entry belongs to a high-priority notification and is
+	// written ahead of everything else.
+	high bool
 	// wait: block while the buffer is full. Producers of new rows (fan-out
 	// pages) wait; outcomes of jobs already in memory never do, since the
 	// pools stop starting work while the recorder is saturated (see room).
 	wait bool
 }
 
-// recorder batches delivery rows: it flushes with one SaveDeliveries call
-// when RecordBatch rows are waiting, after RecordInterval, or at once when
-// someone waits on a barrier. Writes that fail are retried (the rows stay
-// buffered and producers block once the buffer is full), so an outcome is
-// never silently dropped while the handler runs. Tracker events are emitted
-// after their rows are durable.
+// recorder batches delivery rows. It flushes when RecordBatch rows wait,
+// after RecordInterval, or at once for a barrier or a high-priority entry;
+// rows are written in key order, RecordTxRows per transaction, high-priority
+// entries first and ahead of any remaining low-priority chunk. Failed writes
+// are retried (rows stay buffered and new-row producers block once the
+// buffer is full), so an outcome is never silently dropped while the handler
+// runs. Tracker events are emitted once their rows are durable.
 type recorder struct {
 	h        *Handler
 	batch    int
 	maxRows  int
+	txRows   int
 	interval time.Duration
 
 	mu       sync.Mutex
 	notFull  *sync.Cond
-	buf      []recEntry
+	buf      [2][]recEntry // 0 = high, 1 = the rest
 	rows     int
-	nrows    atomic.Int64 // rows, readable without the lock
-	choked   atomic.Bool  // a pool was told to hold back: wake them after the next flush
 	barriers int
+	hasHigh  bool
 	closed   bool
 	killed   bool
+	nrows    atomic.Int64 // rows, readable without the lock
+	choked   atomic.Bool  // a pool was told to hold back: wake them once there is room
 	kick     chan struct{}
 	done     chan struct{}
 }
 
 func newRecorder(h *Handler) *recorder {
-	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, interval: h.tun.RecordInterval,
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows,
+		interval: h.tun.RecordInterval, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.notFull = sync.NewCond(&r.mu)
 	return r
 }
@@ -67,7 +73,7 @@ func (r *recorder) wake() {
 	}
 }
 
-// submit queues an entry, blocking while the buffer is full.
+// submit queues an entry.
 func (r *recorder) submit(e recEntry) {
 	r.mu.Lock()
 	for e.wait && r.rows >= r.maxRows && !r.killed && !r.closed {
@@ -80,24 +86,30 @@ func (r *recorder) submit(e recEntry) {
 		}
 		return
 	}
-	first := len(r.buf) == 0
-	r.buf = append(r.buf, e)
+	first := len(r.buf[0])+len(r.buf[1]) == 0
+	lane := 1
+	if e.high {
+		lane = 0
+		r.hasHigh = true
+	}
+	r.buf[lane] = append(r.buf[lane], e)
 	r.rows += len(e.rows)
 	r.nrows.Store(int64(r.rows))
 	if e.barrier != nil {
 		r.barriers++
 	}
-	urgent := r.rows >= r.batch || e.barrier != nil
+	urgent := r.rows >= r.batch || e.barrier != nil || e.high
 	r.mu.Unlock()
 	if first || urgent {
 		r.wake()
 	}
 }
 
-// flush waits until everything submitted before it is durable.
-func (r *recorder) flush(ctx context.Context) bool {
+// flush waits until everything submitted before it at the same priority
+// (high, or not) is durable.
+func (r *recorder) flush(ctx context.Context, high bool) bool {
 	b := make(chan bool, 1)
-	r.submit(recEntry{barrier: b})
+	r.submit(recEntry{barrier: b, high: high})
 	select {
 	case ok := <-b:
 		return ok
@@ -106,11 +118,7 @@ func (r *recorder) flush(ctx context.Context) bool {
 	}
 }
 
-func (r *recorder) pending() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.rows
-}
+func (r *recorder) pending() int { return int(r.nrows.Load()) }
 
 // close flushes what is buffered and stops the flusher.
 func (r *recorder) close() {
@@ -126,8 +134,9 @@ func (r *recorder) close() {
 func (r *recorder) kill() {
 	r.mu.Lock()
 	r.killed = true
-	buf := r.buf
-	r.buf, r.rows = nil, 0
+	buf := append(r.buf[0], r.buf[1]...)
+	r.buf = [2][]recEntry{}
+	r.rows = 0
 	r.nrows.Store(0)
 	r.notFull.Broadcast()
 	r.mu.Unlock()
@@ -145,7 +154,7 @@ func (r *recorder) loop() {
 	timer.Stop()
 	for {
 		r.mu.Lock()
-		for len(r.buf) == 0 {
+		for len(r.buf[0])+len(r.buf[1]) == 0 {
 			if r.closed || r.killed {
 				r.mu.Unlock()
 				return
@@ -155,7 +164,7 @@ func (r *recorder) loop() {
 			r.unchoke()
 			r.mu.Lock()
 		}
-		urgent := r.rows >= r.batch || r.barriers > 0 || r.closed || r.killed
+		urgent := r.rows >= r.batch || r.barriers > 0 || r.hasHigh || r.closed || r.killed
 		r.mu.Unlock()
 		if !urgent {
 			timer.Reset(r.interval)
@@ -165,48 +174,41 @@ func (r *recorder) loop() {
 			}
 			timer.Stop()
 		}
-		r.mu.Lock()
-		take := r.buf
-		r.buf, r.rows, r.barriers = nil, 0, 0
-		r.nrows.Store(0)
-		r.notFull.Broadcast()
-		r.mu.Unlock()
-		r.write(take)
+		hi, lo := r.take(true)
+		r.write(hi)
+		r.write(lo)
 		r.unchoke()
 	}
 }
 
-// unchoke wakes the pools that held back work, once there is room again.
-func (r *recorder) unchoke() {
-	if r.nrows.Load() < int64(r.maxRows) && r.choked.Swap(false) {
-		for _, p := range r.h.pools {
-			p.wake()
+// take removes the buffered entries: both lanes, or only the high one.
+func (r *recorder) take(all bool) (hi, lo []recEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hi, r.buf[0], r.hasHigh = r.buf[0], nil, false
+	if all {
+		lo, r.buf[1] = r.buf[1], nil
+	}
+	r.rows, r.barriers = 0, 0
+	for _, e := range r.buf[1] {
+		r.rows += len(e.rows)
+		if e.barrier != nil {
+			r.barriers++
 		}
 	}
-}
-
-// room tells a pool whether work of priority rank may start: lower work
-// stops while maxRows outcomes wait for their flush, high at twice that.
-// Holding back there (rather than blocking workers on submit) keeps every
-// worker free for high work and pushes the backpressure up to the
-// fan-outs, which block on their full sub-queues.
-func (r *recorder) room(rank int) bool {
-	limit := int64(r.maxRows)
-	if rank == 0 {
-		limit *= 2
-	}
-	if r.nrows.Load() < limit {
-		return true
-	}
-	r.choked.Store(true)
-	r.wake()
-	return false
+	r.nrows.Store(int64(r.rows))
+	r.notFull.Broadcast()
+	return hi, lo
 }
 
 func (r *recorder) write(take []recEntry) {
+	if len(take) == 0 {
+		return
+	}
 	h := r.h
 	var rows []*messages.Delivery
 	var events []contracts.Event
+	high := take[0].high
 	for _, e := range take {
 		rows = append(rows, e.rows...)
 		events = append(events, e.events...)
@@ -216,7 +218,15 @@ func (r *recorder) write(take []recEntry) {
 		// Random (hashed) ids: inserting in key order touches far fewer
 		// B-tree pages per transaction.
 		slices.SortFunc(rows, func(a, b *messages.Delivery) int { return strings.Compare(a.ID, b.ID) })
-		ok = r.save(rows)
+		// One transaction per chunk: the writer (a single connection on
+		// SQLite) is released between chunks, so high-priority work waits
+		// for at most one chunk, never for a whole backlog.
+		for start := 0; start < len(rows) && ok; start += r.txRows {
+			if start > 0 && !high {
+				r.preempt()
+			}
+			ok = r.save(rows[start:min(start+r.txRows, len(rows))])
+		}
 	}
 	if ok && len(events) > 0 {
 		h.track.Track(events...)
@@ -228,6 +238,21 @@ func (r *recorder) write(take []recEntry) {
 		if e.barrier != nil {
 			e.barrier <- ok
 		}
+	}
+}
+
+// preempt runs between low-priority chunks: a high-priority claim waiting
+// for the writer goes first, then any high-priority rows.
+func (r *recorder) preempt() {
+	for deadline := time.Now().Add(50 * time.Millisecond); r.h.urgent.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
+	r.mu.Lock()
+	has := r.hasHigh
+	r.mu.Unlock()
+	if has {
+		hi, _ := r.take(false)
+		r.write(hi)
 	}
 }
 
@@ -261,4 +286,31 @@ func (r *recorder) save(rows []*messages.Delivery) bool {
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// unchoke wakes the pools that held back work, once there is room again.
+func (r *recorder) unchoke() {
+	if r.nrows.Load() < int64(r.maxRows) && r.choked.Swap(false) {
+		for _, p := range r.h.pools {
+			p.wake()
+		}
+	}
+}
+
+// room tells a pool whether work of priority rank may start: lower work
+// stops while maxRows outcomes wait for their flush, high at twice that.
+// Holding back there (rather than blocking workers on submit) keeps every
+// worker free for high work and pushes the backpressure up to the
+// fan-outs, which block on their full sub-queues.
+func (r *recorder) room(rank int) bool {
+	limit := int64(r.maxRows)
+	if rank == 0 {
+		limit *= 2
+	}
+	if r.nrows.Load() < limit {
+		return true
+	}
+	r.choked.Store(true)
+	r.wake()
+	return false
 }

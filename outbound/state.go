@@ -142,6 +142,8 @@ func (st *msgState) resolve(ctx context.Context, h *Handler) error {
 	return nil
 }
 
+func (st *msgState) high() bool { return st.n.Priority == domain.PriorityHigh }
+
 func (st *msgState) isPrimary(ch domain.Channel) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()

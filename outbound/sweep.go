@@ -14,7 +14,7 @@ import (
 
 // sweepLoop runs one sweeper at start (crash recovery) and then every
 // SweepInterval; each run handles at most SweepBatches batches.
-func (h *Handler) sweepLoop(name string, fn func(context.Context) (int, error)) {
+func (h *Handler) sweepLoop(name string, fn func(context.Context) (int, error), kick <-chan struct{}) {
 	defer h.bgWG.Done()
 	ctx := h.sweepCtx
 	run := func() {
@@ -40,7 +40,19 @@ func (h *Handler) sweepLoop(name string, fn func(context.Context) (int, error)) 
 			return
 		case <-t.C:
 			run()
+		case <-kick:
+			run()
 		}
+	}
+}
+
+// kickRetry runs the retry sweep now, without the grace delay: open rows
+// were just made due (a resend) and no timer covers them.
+func (h *Handler) kickRetry() {
+	h.retryNow.Store(true)
+	select {
+	case h.retryKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -155,7 +167,11 @@ func (h *Handler) reconcileSweep(ctx context.Context) (int, error) {
 // process that died), a little late so the timers win.
 func (h *Handler) retrySweep(ctx context.Context) (int, error) {
 	now := h.now()
-	due, err := h.store.DueDeliveries(ctx, now.Add(-h.tun.SweepGrace), h.tun.SweepLimit)
+	grace := h.tun.SweepGrace
+	if h.retryNow.Swap(false) {
+		grace = 0
+	}
+	due, err := h.store.DueDeliveries(ctx, now.Add(-grace), h.tun.SweepLimit)
 	if err != nil {
 		return 0, err
 	}
@@ -326,7 +342,7 @@ func (h *Handler) closeRows(rows []*messages.Delivery, n *messages.Notification,
 			evs = append(evs, h.event(n, d, string(st), now))
 		}
 	}
-	h.rec.submit(recEntry{rows: rows, events: evs, wait: true})
+	h.rec.submit(recEntry{rows: rows, events: evs, wait: true, high: n != nil && n.Priority == domain.PriorityHigh})
 }
 
 // heartbeat renews the leases of the notifications and delivery rows this
