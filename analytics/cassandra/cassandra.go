@@ -134,14 +134,14 @@ type Store struct {
 var _ analytics.Sink = (*Store)(nil)
 
 type queries struct {
-	insDay, insNtf             string
-	incHour, incDay            string
-	maxHour, maxDay            string
-	selHour, selDay            string
-	selMaxHour, selMaxDay      string
-	selHourSeries, selDaySerie string
-	selMaxHourS, selMaxDayS    string
-	trace                      string
+	insDay, insNtf              string
+	incHour, incDay             string
+	maxHour, maxDay             string
+	selHour, selDay             string
+	selMaxHour, selMaxDay       string
+	selHourSeries, selDaySeries string
+	selMaxHourS, selMaxDayS     string
+	trace                       string
 }
 
 // Open connects, creates the keyspace and tables when missing and returns the store.
@@ -243,7 +243,7 @@ func (s *Store) prepare() {
 		selMaxHour:    `SELECT type, channel, latency_max FROM ` + ks + `.latency_max_hour WHERE app_id = ? AND day = ? AND hour >= ? AND hour < ?`,
 		selMaxDay:     `SELECT type, channel, latency_max FROM ` + ks + `.latency_max_day WHERE app_id = ? AND year = ? AND day >= ? AND day < ?`,
 		selHourSeries: `SELECT hour, type, events, latency_sum, latency_n FROM ` + ks + `.rollup_hour WHERE app_id = ? AND day = ? AND hour >= ? AND hour < ?`,
-		selDaySerie:   `SELECT day, type, events, latency_sum, latency_n FROM ` + ks + `.rollup_day WHERE app_id = ? AND year = ? AND day >= ? AND day < ?`,
+		selDaySeries:  `SELECT day, type, events, latency_sum, latency_n FROM ` + ks + `.rollup_day WHERE app_id = ? AND year = ? AND day >= ? AND day < ?`,
 		selMaxHourS:   `SELECT hour, type, latency_max FROM ` + ks + `.latency_max_hour WHERE app_id = ? AND day = ? AND hour >= ? AND hour < ?`,
 		selMaxDayS:    `SELECT day, type, latency_max FROM ` + ks + `.latency_max_day WHERE app_id = ? AND year = ? AND day >= ? AND day < ?`,
 		trace: `SELECT at, delivery_id, user_id, channel, category, priority, type, error, latency_ms FROM ` + ks + `.events_by_notification
@@ -464,7 +464,7 @@ func (s *Store) readCells(ctx context.Context, appID string, parts []partition, 
 		if p.bucket == analytics.Day {
 			cq, mq = s.q.selDay, s.q.selMaxDay
 			if withTime {
-				cq, mq = s.q.selDaySerie, s.q.selMaxDayS
+				cq, mq = s.q.selDaySeries, s.q.selMaxDayS
 			}
 		}
 		jobs = append(jobs, func(ctx context.Context) error {
