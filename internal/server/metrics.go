@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -107,19 +108,26 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.CounterValue, float64(st.Deferred))
 }
 
-// registerOutboundMetrics exposes the handler's statistics; a later
-// registration (tests build several servers) replaces the earlier one.
+// registerOutboundMetrics exposes the handler's statistics. The collector is
+// registered once per process; a later server (tests build several) takes
+// its place.
 func registerOutboundMetrics(h *outbound.Handler, q queue.Queue) {
-	collectorMu.Lock()
-	defer collectorMu.Unlock()
-	if current != nil {
-		prometheus.Unregister(current)
-	}
-	current = statsCollector{h: h, q: q}
-	prometheus.MustRegister(current)
+	collectorOnce.Do(func() { prometheus.MustRegister(liveCollector{}) })
+	currentStats.Store(&statsCollector{h: h, q: q})
 }
 
 var (
-	collectorMu sync.Mutex
-	current     prometheus.Collector
+	collectorOnce sync.Once
+	currentStats  atomic.Pointer[statsCollector]
 )
+
+// liveCollector forwards to the current server's collector.
+type liveCollector struct{}
+
+func (liveCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (liveCollector) Collect(ch chan<- prometheus.Metric) {
+	if c := currentStats.Load(); c != nil {
+		c.Collect(ch)
+	}
+}
