@@ -20,6 +20,7 @@ import (
 	"herald.dev/platform/ids"
 	"herald.dev/platform/messages"
 	"herald.dev/platform/queue"
+	"herald.dev/platform/sqldb"
 )
 
 // HeaderIdempotencyKey names the request header carrying the idempotency key.
@@ -155,6 +156,11 @@ func (a *API) Send(c *fiber.Ctx) error {
 	}
 
 	res, err := a.store.Accept(ctx, n)
+	for try := 0; try < 2 && err != nil && idemKey != "" && sqldb.IsDuplicate(err); try++ {
+		// Another writer (a concurrent committer or instance) won the race
+		// for this key and has committed: accepting again resolves to its row.
+		res, err = a.store.Accept(ctx, n)
+	}
 	switch {
 	case errors.Is(err, messages.ErrIdempotencyConflict):
 		return httpx.CodeConflict.New("the Idempotency-Key %q was already used with a different request body", idemKey)
