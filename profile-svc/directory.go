@@ -273,7 +273,7 @@ type groupCursor struct {
 	done    bool
 }
 
-const memberStreamBudget = 200_000 // rows buffered across all cursors at most
+const memberStreamBudget = 100_000 // rows buffered across all cursors at most
 
 // newMemberStream merges the members of groups after the cursor; full rows
 // (with timestamps) are for listings, packed ones for profiles.

@@ -176,7 +176,7 @@ func (im *importer) groupExists(g string) (bool, error) {
 	if ok, seen := im.groups[g]; seen {
 		return ok, nil
 	}
-	found, err := existing(im.ctx, im.s.db.R, "profile_groups", im.appID, []string{g}, "")
+	found, err := existing(im.ctx, im.s.db.W, "profile_groups", im.appID, []string{g}, "") // the primary: a replica may lag
 	if err != nil {
 		return false, fmt.Errorf("import users: look up group %s: %w", g, err)
 	}
