@@ -13,6 +13,7 @@ import (
 	"herald.dev/platform/contracts"
 	"herald.dev/platform/domain"
 	"herald.dev/platform/messages"
+	"herald.dev/platform/sqldb"
 	"herald.dev/platform/sqldb/sqldbtest"
 )
 
@@ -47,8 +48,12 @@ func spin(d time.Duration) {
 // (directory pages, routing, pools, a no-op sender, batched outcome rows on
 // SQLite) and reports deliveries per second.
 func BenchmarkFanout(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchFanout(b, sqldbtest.SQLite(b)) })
+	b.Run("mysql", func(b *testing.B) { benchFanout(b, sqldbtest.MySQL(b)) })
+}
+
+func benchFanout(b *testing.B, db *sqldb.DB) {
 	const members = 100_000
-	db := sqldbtest.SQLite(b)
 	e := newEnv(b, db)
 	s := &noopSender{ch: domain.ChannelInApp}
 	e.deps.Senders = map[domain.Channel]contracts.Sender{domain.ChannelInApp: s}
@@ -107,6 +112,7 @@ func BenchmarkPriority(b *testing.B) {
 	e.deps.Config.Workers = 4
 	e.deps.Config.StaleAfter = time.Hour
 	e.deps.Tuning.SubQueue = 2 * backlog
+	e.deps.Tuning.RecordBatch = 1 << 20 // keep the (slower) outcome writes from pausing the low sends
 	h := e.start()
 	p := h.pools[domain.ChannelBench]
 	low := h.attach(e.notification(nil, withPriority(domain.PriorityLow)), false)

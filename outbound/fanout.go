@@ -210,8 +210,10 @@ func (h *Handler) expand(ctx context.Context, st *msgState, resumed bool) bool {
 				f.unknown(id, id, "unknown user")
 				continue
 			}
-			if p.UserID == "" {
-				p.UserID = id
+			if p.UserID == "" { // never mutate the directory's (possibly cached) profile
+				cp := *p
+				cp.UserID = id
+				p = &cp
 			}
 			if err := f.recipient(p, id); err != nil {
 				return false

@@ -23,6 +23,7 @@ import (
 	"herald.dev/platform/domain"
 	"herald.dev/platform/messages"
 	"herald.dev/platform/queue"
+	"herald.dev/platform/sqldb"
 )
 
 // Deps are the handler's collaborators and settings.
@@ -81,6 +82,9 @@ type Tuning struct {
 	// smaller transactions let other writers (claims of high-priority
 	// messages) in sooner, larger ones write faster.
 	RecordTxRows int
+	// RecordWriters is how many chunks are written at once (default 1 on
+	// SQLite, which has one writer, and 4 on MySQL).
+	RecordWriters int
 	// GroupBatch is the page size for streaming group members (default 1000).
 	GroupBatch int
 	// SweepLimit bounds the rows one sweep batch handles (default 500); a
@@ -227,6 +231,12 @@ func New(d Deps) (*Handler, error) {
 		pools: map[domain.Channel]*pool{}, reg: map[string]*msgState{}, held: map[string]*job{},
 		timers: map[*job]*time.Timer{}, timerIDs: map[string]int{}, fallback: map[string][]domain.Channel{},
 		retryKick: make(chan struct{}, 1),
+	}
+	if h.tun.RecordWriters <= 0 {
+		h.tun.RecordWriters = 1
+		if d.Store.DB().Dialect == sqldb.MySQL {
+			h.tun.RecordWriters = 4
+		}
 	}
 	h.tun.defaults(cfg)
 	if h.track == nil {

@@ -41,6 +41,7 @@ type recorder struct {
 	batch    int
 	maxRows  int
 	txRows   int
+	writers  int
 	interval time.Duration
 
 	mu       sync.Mutex
@@ -58,7 +59,7 @@ type recorder struct {
 }
 
 func newRecorder(h *Handler) *recorder {
-	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows,
+	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows, writers: h.tun.RecordWriters,
 		interval: h.tun.RecordInterval, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.notFull = sync.NewCond(&r.mu)
 	return r
@@ -221,12 +222,30 @@ func (r *recorder) write(take []recEntry) {
 		// One transaction per chunk: the writer (a single connection on
 		// SQLite) is released between chunks, so high-priority work waits
 		// for at most one chunk, never for a whole backlog.
-		for start := 0; start < len(rows) && ok; start += r.txRows {
+		// MySQL takes several chunks at once (RecordWriters).
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		sem := make(chan struct{}, r.writers)
+		for start := 0; start < len(rows) && !failed.Load(); start += r.txRows {
 			if start > 0 && !high {
 				r.preempt()
 			}
-			ok = r.save(rows[start:min(start+r.txRows, len(rows))])
+			chunk := rows[start:min(start+r.txRows, len(rows))]
+			if r.writers == 1 {
+				failed.Store(!r.save(chunk))
+				continue
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if !r.save(chunk) {
+					failed.Store(true)
+				}
+			}()
 		}
+		wg.Wait()
+		ok = !failed.Load()
 	}
 	if ok && len(events) > 0 {
 		h.track.Track(events...)

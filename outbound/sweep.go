@@ -282,7 +282,9 @@ func (h *Handler) retryMessage(ctx context.Context, n *messages.Notification, ro
 				continue
 			}
 			if prof.UserID == "" {
-				prof.UserID = d.UserID
+				cp := *prof
+				cp.UserID = d.UserID
+				prof = &cp
 			}
 		default:
 			prof = directProfile(d)
