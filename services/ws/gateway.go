@@ -424,5 +424,9 @@ func (g *Gateway) closeWith(cl *client, code int, reason string) {
 	if code != 0 {
 		_ = cl.conn.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	}
+	// Closing a hijacked fasthttp connection is left to the server once the
+	// handler returns (Close is a no-op), so an expired deadline is what
+	// unblocks the reader.
+	_ = cl.conn.NetConn().SetDeadline(time.Now())
 	_ = cl.conn.Close()
 }
