@@ -173,6 +173,10 @@ func TestShutdownGraceAbandonsStuckSends(t *testing.T) {
 	e.start()
 	n := e.accept(users("u1"), withChannels(domain.ChannelInApp))
 	waitFor(t, "the send to start", func() bool { return e.h.Stats().Channels[domain.ChannelInApp].InFlight == 1 })
+	waitFor(t, "the fan-out to finish", func() bool {
+		got, err := e.store.Load(context.Background(), n.ID)
+		return err == nil && got.DeliveriesTotal == 1
+	})
 	e.stop()
 	if rows := e.deliveries(n.ID); len(rows) != 0 {
 		t.Fatalf("an abandoned send was recorded: %v", keys(rows))

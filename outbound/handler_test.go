@@ -111,9 +111,8 @@ func TestFanout(t *testing.T) {
 		if got := e.track.types(ds["u1/inapp"].ID); strings.Join(got, ",") != "queued,delivered" {
 			t.Fatalf("u1/inapp events %v", got)
 		}
-		if e.track.count(contracts.EventDone) != 1 {
-			t.Fatalf("done events = %d", e.track.count(contracts.EventDone))
-		}
+		// the done event follows the status change
+		waitFor(t, "the done event", func() bool { return e.track.count(contracts.EventDone) == 1 })
 	})
 }
 
@@ -237,9 +236,7 @@ func TestExpiredAndScheduled(t *testing.T) {
 	if len(e.deliveries(exp.ID)) != 0 || e.senders[domain.ChannelInApp].count.Load() != 0 {
 		t.Fatal("expired or scheduled message was sent")
 	}
-	if e.track.count(contracts.EventExpired) != 1 {
-		t.Fatalf("expired events = %d", e.track.count(contracts.EventExpired))
-	}
+	waitFor(t, "the expired event", func() bool { return e.track.count(contracts.EventExpired) == 1 })
 	e.clock.advance(time.Hour + time.Second) // the outbox sweeper publishes it now
 	e.waitStatus(sch.ID, domain.MessageDone)
 	if d := e.deliveries(sch.ID)["u1/inapp"]; d == nil || d.Status != domain.DeliveryDelivered {
@@ -287,6 +284,7 @@ func TestQuietHours(t *testing.T) {
 	if e.status(low.ID) != domain.MessageProcessing {
 		t.Fatalf("message with a deferred delivery is %s", e.status(low.ID))
 	}
+	waitFor(t, "the scheduled event", func() bool { return len(e.track.types(d.ID)) > 0 }) // tracked just after the write
 	if got := e.track.types(d.ID); len(got) != 1 || got[0] != contracts.EventScheduled {
 		t.Fatalf("deferred events %v", got)
 	}
