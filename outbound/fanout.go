@@ -139,7 +139,8 @@ type fan struct {
 	seen     map[[2]uint64]struct{} // recipients already fanned out (only with several entries)
 	total    int
 
-	rows   []*messages.Delivery // non-dispatched outcomes of the current page
+	rows   []*messages.Delivery   // non-dispatched outcomes of the current page
+	groups [][]*messages.Delivery // failures with their fallback rows (one transaction each)
 	events []contracts.Event
 	jobs   []*job // deferred deliveries and fallbacks, armed once recorded
 	queued []contracts.Event
@@ -345,10 +346,13 @@ func (f *fan) recipient(p *contracts.Profile, key string) error {
 			h.skipped.Add(1)
 		case planFail:
 			d.Status, d.Error = domain.DeliveryFailed, pl.reason
-			f.rows = append(f.rows, d)
 			f.events = append(f.events, h.event(n, d, contracts.EventFailed, f.now))
 			kids := h.fallbacks(st, d, p, f.now)
-			f.rows = append(f.rows, kids.rows...)
+			if len(kids.rows) == 0 {
+				f.rows = append(f.rows, d)
+			} else { // the failure and its fallbacks are written together
+				f.groups = append(f.groups, append([]*messages.Delivery{d}, kids.rows...))
+			}
 			f.events = append(f.events, kids.events...)
 			f.jobs = append(f.jobs, kids.jobs...)
 		case planDefer:
@@ -373,7 +377,7 @@ func (f *fan) recipient(p *contracts.Profile, key string) error {
 			}
 		}
 	}
-	if len(f.rows) >= f.h.tun.RecordBatch {
+	if len(f.rows)+len(f.groups) >= f.h.tun.RecordBatch {
 		return f.page()
 	}
 	return nil
@@ -389,12 +393,18 @@ func (f *fan) page() error {
 	if err := f.ctx.Err(); err != nil {
 		return err
 	}
-	if len(f.rows) == 0 {
+	if len(f.rows) == 0 && len(f.groups) == 0 {
 		return nil
 	}
 	h, st, jobs := f.h, f.st, f.jobs
 	st.add(len(jobs))
 	f.submitted = true
+	for _, g := range f.groups {
+		h.rec.submit(recEntry{rows: g, atomic: true, wait: true, high: st.high()})
+	}
+	f.groups = nil
+	// Submitted after the groups (same lane): its callback runs once they
+	// are durable too.
 	h.rec.submit(recEntry{rows: f.rows, events: f.events, wait: true, high: st.high(), after: func(ok bool) {
 		if !ok {
 			st.mu.Lock()

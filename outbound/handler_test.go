@@ -218,6 +218,15 @@ func TestNotConfiguredChannel(t *testing.T) {
 	if d.Status != domain.DeliveryFailed || d.Error != "channel wecom is not configured" || d.Address != "w1" {
 		t.Fatalf("%+v", d)
 	}
+	// a failure found during the fan-out follows the fallback chain too
+	fb := e.accept(users("u1"), withChannels(domain.ChannelWeCom), func(n *messages.Notification) {
+		n.Payload.Fallback = []domain.Channel{domain.ChannelWeCom, domain.ChannelInApp}
+	})
+	e.waitStatus(fb.ID, domain.MessageDone)
+	rows := e.deliveries(fb.ID)
+	if c := rows["u1/inapp"]; c == nil || c.Status != domain.DeliveryDelivered || c.ParentID != rows["u1/wecom"].ID {
+		t.Fatalf("fallback rows %v: %+v", keys(rows), c)
+	}
 }
 
 func TestExpiredAndScheduled(t *testing.T) {

@@ -163,3 +163,24 @@ func TestHighNotStuckBehindLow(t *testing.T) {
 		t.Fatalf("sends = %d", c)
 	}
 }
+
+func TestChunkRowsKeepsAtomicEntriesTogether(t *testing.T) {
+	row := func(id string) *messages.Delivery { return &messages.Delivery{ID: id} }
+	take := []recEntry{
+		{rows: []*messages.Delivery{row("d5"), row("d1"), row("d9")}}, // a page: rows may be split
+		{rows: []*messages.Delivery{row("d3"), row("d8"), row("d2")}, atomic: true},
+		{rows: []*messages.Delivery{row("d4")}},
+	}
+	chunks, _ := chunkRows(take, 2)
+	var got []string
+	for _, c := range chunks {
+		var ids []string
+		for _, d := range c {
+			ids = append(ids, d.ID)
+		}
+		got = append(got, strings.Join(ids, ","))
+	}
+	if s := strings.Join(got, " | "); s != "d1,d3,d8,d2 | d4,d5 | d9" {
+		t.Fatalf("chunks %q", s)
+	}
+}

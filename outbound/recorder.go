@@ -23,6 +23,10 @@ type recEntry struct {
 	// high: the entry belongs to a high-priority notification and is
 	// written ahead of everything else.
 	high bool
+	// atomic: the rows must be written in one transaction (a failure and
+	// the fallback deliveries it created). Other entries' rows may be split
+	// across transactions.
+	atomic bool
 	// wait: block while the buffer is full. Producers of new rows (fan-out
 	// pages) wait; outcomes of jobs already in memory never do, since the
 	// pools stop starting work while the recorder is saturated (see room).
@@ -207,18 +211,10 @@ func (r *recorder) write(take []recEntry) {
 		return
 	}
 	h := r.h
-	var rows []*messages.Delivery
-	var events []contracts.Event
+	chunks, events := chunkRows(take, r.txRows)
 	high := take[0].high
-	for _, e := range take {
-		rows = append(rows, e.rows...)
-		events = append(events, e.events...)
-	}
 	ok := true
-	if len(rows) > 0 {
-		// Random (hashed) ids: inserting in key order touches far fewer
-		// B-tree pages per transaction.
-		slices.SortFunc(rows, func(a, b *messages.Delivery) int { return strings.Compare(a.ID, b.ID) })
+	if len(chunks) > 0 {
 		// One transaction per chunk: the writer (a single connection on
 		// SQLite) is released between chunks, so high-priority work waits
 		// for at most one chunk, never for a whole backlog.
@@ -226,11 +222,13 @@ func (r *recorder) write(take []recEntry) {
 		var wg sync.WaitGroup
 		var failed atomic.Bool
 		sem := make(chan struct{}, r.writers)
-		for start := 0; start < len(rows) && !failed.Load(); start += r.txRows {
-			if start > 0 && !high {
+		for i, chunk := range chunks {
+			if failed.Load() {
+				break
+			}
+			if i > 0 && !high {
 				r.preempt()
 			}
-			chunk := rows[start:min(start+r.txRows, len(rows))]
 			if r.writers == 1 {
 				failed.Store(!r.save(chunk))
 				continue
@@ -258,6 +256,37 @@ func (r *recorder) write(take []recEntry) {
 			e.barrier <- ok
 		}
 	}
+}
+
+// chunkRows orders the rows of entries by id (hashed ids: key order
+// touches far fewer B-tree pages) and cuts them into transactions of about
+// txRows, never splitting an atomic entry.
+func chunkRows(take []recEntry, txRows int) ([][]*messages.Delivery, []contracts.Event) {
+	var units [][]*messages.Delivery
+	var events []contracts.Event
+	for _, e := range take {
+		events = append(events, e.events...)
+		if e.atomic && len(e.rows) > 1 {
+			units = append(units, e.rows)
+			continue
+		}
+		for i := range e.rows {
+			units = append(units, e.rows[i:i+1])
+		}
+	}
+	slices.SortFunc(units, func(a, b []*messages.Delivery) int { return strings.Compare(a[0].ID, b[0].ID) })
+	var chunks [][]*messages.Delivery
+	var cur []*messages.Delivery
+	for _, u := range units {
+		cur = append(cur, u...)
+		if len(cur) >= txRows {
+			chunks, cur = append(chunks, cur), nil
+		}
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, cur)
+	}
+	return chunks, events
 }
 
 // preempt runs between low-priority chunks: a high-priority claim waiting
