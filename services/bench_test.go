@@ -115,7 +115,7 @@ func BenchmarkAcceptHTTP(b *testing.B) {
 	b.Cleanup(func() { _ = srv.Shutdown(); ln.Close() })
 	client := &fasthttp.Client{
 		Dial:            func(string) (net.Conn, error) { return ln.Dial() },
-		MaxConnsPerHost: 512,
+		MaxConnsPerHost: 4096,
 	}
 	var fails atomic.Int64
 	b.SetParallelism(512)

@@ -10,6 +10,8 @@ import (
 
 	"herald.dev/platform/contracts"
 	"herald.dev/platform/domain"
+	"herald.dev/platform/ids"
+	"herald.dev/platform/messages"
 	"herald.dev/platform/sqldb/sqldbtest"
 	"herald.dev/services/inbox"
 )
@@ -25,6 +27,10 @@ func BenchmarkDeliver(b *testing.B) {
 	s := inbox.NewStore(db, inbox.Options{Pusher: nopPusher{}, Tracker: contracts.NopTracker{}})
 	b.Cleanup(s.Close)
 	var seq atomic.Int64
+	notifIDs := make([]string, b.N/20+1)
+	for i := range notifIDs {
+		notifIDs[i] = ids.New("ntf")
+	}
 	ctx := context.Background()
 	b.SetParallelism(512)
 	b.ReportAllocs()
@@ -33,12 +39,16 @@ func BenchmarkDeliver(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
+			// Realistic keys: a notification fans out to 20 users picked
+			// among 5000; delivery ids are the pipeline's hashed ids.
 			n := seq.Add(1)
-			id := strconv.FormatInt(n, 10)
+			ntf := notifIDs[(n/20)%int64(len(notifIDs))]
+			user := "u" + strconv.FormatInt((n*7919)%5000, 10)
 			err := s.Deliver(ctx, contracts.InboxItem{
-				AppID: "app_bench", UserID: "u" + strconv.FormatInt(n%5000, 10), NotificationID: "ntf_" + id,
-				DeliveryID: "dlv_" + id, Kind: domain.KindNotice, Category: "orders",
-				Title: "Order shipped", Body: "Your order A-" + id + " has shipped.", Data: map[string]any{"order": id},
+				AppID: "app_bench", UserID: user, NotificationID: ntf,
+				DeliveryID: messages.DeliveryID(ntf, user+strconv.FormatInt(n, 10), domain.ChannelInApp), Kind: domain.KindNotice,
+				Category: "orders", Title: "Order shipped", Body: "Your order A-" + strconv.FormatInt(n, 10) + " has shipped.",
+				Data: map[string]any{"order": n},
 			})
 			if err != nil {
 				b.Error(err)
