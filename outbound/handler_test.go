@@ -604,3 +604,22 @@ func TestResend(t *testing.T) {
 		t.Fatalf("sends = %d", c)
 	}
 }
+
+func TestRetryBeyondExpiryExpires(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	e := newEnv(t, db, domain.ChannelSMS)
+	e.clock.fixed = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	e.dir.add(&contracts.Profile{UserID: "u1", Phone: "+100"})
+	e.senders[domain.ChannelSMS].behave = func(d *contracts.Delivery, n int) error {
+		return contracts.Retryable("429", errors.New("slow down"), 2*time.Hour)
+	}
+	e.start()
+	n := e.accept(users("u1"), withChannels(domain.ChannelSMS), func(n *messages.Notification) {
+		n.ExpiresAt = e.clock.Now().Add(time.Hour)
+	})
+	e.waitStatus(n.ID, domain.MessageDone)
+	d := e.deliveries(n.ID)["u1/sms"]
+	if d.Status != domain.DeliveryExpired || d.Attempts != 1 || !strings.Contains(d.Error, "slow down") {
+		t.Fatalf("%+v", d)
+	}
+}
