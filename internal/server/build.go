@@ -13,6 +13,7 @@ import (
 	"herald.dev/adapters/registry"
 	"herald.dev/analytics"
 	"herald.dev/analytics/backend"
+	"herald.dev/dashboard"
 	"herald.dev/outbound"
 	"herald.dev/platform/auth"
 	"herald.dev/platform/config"
@@ -139,9 +140,16 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		for _, c := range cfg.Outbound.DefaultChannels {
 			defaults = append(defaults, domain.Channel(c))
 		}
+		fallback := map[string][]domain.Channel{}
+		for cat, chain := range cfg.Outbound.Fallback {
+			for _, c := range chain {
+				fallback[cat] = append(fallback[cat], domain.Channel(c))
+			}
+		}
 		h, err := outbound.New(outbound.Deps{
 			Store: s.Store, Queue: s.Queue, Directory: profiles, Renderer: templates, Senders: senders,
-			Tracker: tracker, Config: cfg.Outbound, DefaultChannels: defaults, Logf: s.Logf,
+			Tracker: tracker, Config: cfg.Outbound, DefaultChannels: defaults, Fallback: fallback, Logf: s.Logf,
+			Tuning: outbound.Tuning{AgeLimit: cfg.Queue.AgeLimit},
 		})
 		if err != nil {
 			return nil, err
@@ -176,6 +184,18 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		analytics.NewAPI(sink).Mount(v1)
 		doc := openAPIDoc(opts.Version, templates.OpenAPI(), profiles.OpenAPI(), svc.OpenAPI(), otpSvc.OpenAPI(), provs.OpenAPI(), analytics.NewAPI(sink).OpenAPI())
 		app.Get("/openapi.json", func(c *fiber.Ctx) error { return c.JSON(doc) })
+	}
+	if targets.API {
+		cookieKey, err := secretFromConfigOrFile(cfg.Security.CookieKey, cfg.DataDir, "cookie.key")
+		if err != nil {
+			return nil, err
+		}
+		dash, err := dashboard.New(dashboard.Options{API: inProcessAPI{app}, CookieKey: cookieKey, BasePath: "/admin", Logf: s.Logf})
+		if err != nil {
+			return nil, err
+		}
+		dash.Mount(app)
+		app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/admin/", fiber.StatusFound) })
 	}
 	s.App = app
 	return s, nil

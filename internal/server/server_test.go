@@ -53,7 +53,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	mounted := map[string]bool{}
 	for _, r := range routeSet(s.App) {
-		if strings.HasPrefix(r, "GET /debug/") || strings.HasPrefix(r, "POST /debug/") {
+		if strings.HasPrefix(r, "GET /debug/") || strings.HasPrefix(r, "POST /debug/") || strings.Contains(r, " /admin") || r == "GET /" {
 			continue
 		}
 		mounted[r] = true

@@ -94,6 +94,9 @@ type Outbound struct {
 	StaleAfter time.Duration `yaml:"stale_after" env:"HERALD_OUTBOUND_STALE_AFTER"`
 	// DefaultChannels are used when a send names no channels and its template has no variants.
 	DefaultChannels []string `yaml:"default_channels" env:"HERALD_OUTBOUND_DEFAULT_CHANNELS"`
+	// Fallback chains per category ("*" for every category): when a
+	// delivery fails for good on one channel, the next channel is tried.
+	Fallback map[string][]string `yaml:"fallback"`
 }
 
 // SMTP configures the email adapter.
@@ -129,6 +132,9 @@ type Security struct {
 	// EncryptionKey (32 bytes, base64) encrypts provider credentials at rest;
 	// empty = generated and kept in the data dir.
 	EncryptionKey string `yaml:"encryption_key" env:"HERALD_ENCRYPTION_KEY" secret:"true"`
+	// CookieKey seals dashboard sessions; empty = generated and kept in the
+	// data dir. Instances behind one load balancer must share it.
+	CookieKey string `yaml:"cookie_key" env:"HERALD_COOKIE_KEY" secret:"true"`
 }
 
 // Analytics selects the tracker's event store.
