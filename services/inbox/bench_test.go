@@ -21,8 +21,15 @@ type nopPusher struct{}
 func (nopPusher) Push(inbox.Event) {}
 
 // BenchmarkDeliver measures group-committed Deliver on embedded SQLite with
-// 1024 concurrent callers (the in-app adapter's workers), reporting items/s.
+// 1024 concurrent callers (the in-app adapter's workers), reporting items/s,
+// for notifications fanned out to users picked among 5000 and among 200.
 func BenchmarkDeliver(b *testing.B) {
+	for _, users := range []int64{5000, 200} {
+		b.Run("users="+strconv.FormatInt(users, 10), func(b *testing.B) { benchDeliver(b, users) })
+	}
+}
+
+func benchDeliver(b *testing.B, benchUsers int64) {
 	db := sqldbtest.SQLite(b)
 	s := inbox.NewStore(db, inbox.Options{Pusher: nopPusher{}, Tracker: contracts.NopTracker{}})
 	b.Cleanup(s.Close)
@@ -43,7 +50,7 @@ func BenchmarkDeliver(b *testing.B) {
 			// among 5000; delivery ids are the pipeline's hashed ids.
 			n := seq.Add(1)
 			ntf := notifIDs[(n/20)%int64(len(notifIDs))]
-			user := "u" + strconv.FormatInt((n*7919)%5000, 10)
+			user := "u" + strconv.FormatInt((n*7919)%benchUsers, 10)
 			err := s.Deliver(ctx, contracts.InboxItem{
 				AppID: "app_bench", UserID: user, NotificationID: ntf,
 				DeliveryID: messages.DeliveryID(ntf, user+strconv.FormatInt(n, 10), domain.ChannelInApp), Kind: domain.KindNotice,

@@ -199,21 +199,22 @@ func (c *committer) prepare(sizes ...int) {
 	}
 }
 
-// write inserts the batch, skipping delivery ids already stored (or repeated
+// write inserts the batch, skipping deliveries already stored (or repeated
 // within the batch), and marks which requests were inserted.
 func (c *committer) write(tx *sql.Tx, batch []*deliverReq) error {
 	ctx := context.Background()
-	seen := make(map[string]bool, len(batch))
+	type key struct{ notification, delivery string }
+	seen := make(map[key]bool, len(batch))
 	insert := make([]*deliverReq, 0, len(batch))
 	for _, r := range batch {
 		r.inserted = false
-		if seen[r.item.DeliveryID] {
+		k := key{r.item.NotificationID, r.item.DeliveryID}
+		if seen[k] {
 			continue
 		}
-		seen[r.item.DeliveryID] = true
+		seen[k] = true
 		insert = append(insert, r)
 	}
-	var affected int64
 	for start := 0; start < len(insert); start += perInsert {
 		chunk := insert[start:min(start+perInsert, len(insert))]
 		args := make([]any, 0, len(chunk)*14)
@@ -237,41 +238,50 @@ func (c *committer) write(tx *sql.Tx, batch []*deliverReq) error {
 		if err != nil {
 			return err
 		}
-		affected += n
-	}
-	if affected == int64(len(insert)) {
-		for _, r := range insert {
-			r.inserted = true
-		}
-		return nil
-	}
-	// Some delivery ids were already stored: ours are the rows carrying the ids we just made.
-	for start := 0; start < len(insert); start += perInsert {
-		chunk := insert[start:min(start+perInsert, len(insert))]
-		args := make([]any, len(chunk))
-		for i, r := range chunk {
-			args[i] = r.item.DeliveryID
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM inbox_items WHERE delivery_id IN (`+sqldb.Placeholders(len(chunk))+`)`, args...)
-		if err != nil {
-			return err
-		}
-		mine := make(map[string]bool, len(chunk))
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
+		if int(n) == len(chunk) {
+			for _, r := range chunk {
+				r.inserted = true
 			}
-			mine[id] = true
+			continue
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := c.markInserted(ctx, tx, chunk); err != nil {
 			return err
 		}
-		for _, r := range chunk {
-			r.inserted = mine[r.item.ID]
+	}
+	return nil
+}
+
+// markInserted finds which requests of a chunk were inserted when some were
+// already stored: ours are the rows carrying the item ids we just made.
+func (c *committer) markInserted(ctx context.Context, tx *sql.Tx, chunk []*deliverReq) error {
+	var b strings.Builder
+	b.WriteString(`SELECT id FROM inbox_items WHERE `)
+	args := make([]any, 0, len(chunk)*2)
+	for i, r := range chunk {
+		if i > 0 {
+			b.WriteString(" OR ")
 		}
+		b.WriteString("(notification_id = ? AND delivery_id = ?)")
+		args = append(args, r.item.NotificationID, r.item.DeliveryID)
+	}
+	rows, err := tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	mine := make(map[string]bool, len(chunk))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		mine[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range chunk {
+		r.inserted = mine[r.item.ID]
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ CREATE TABLE inbox_items (
 	updated_at BIGINT NOT NULL,
 	read_at BIGINT NOT NULL DEFAULT 0,
 	done_at BIGINT NOT NULL DEFAULT 0,
-	UNIQUE KEY inbox_items_delivery (delivery_id),
+	UNIQUE KEY inbox_items_delivery (notification_id, delivery_id),
 	KEY inbox_items_user (app_id, user_id, id, state),
 	KEY inbox_items_todo (app_id, todo_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

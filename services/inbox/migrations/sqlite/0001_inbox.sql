@@ -16,7 +16,11 @@ CREATE TABLE inbox_items (
 	read_at INTEGER NOT NULL DEFAULT 0,
 	done_at INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX inbox_items_delivery ON inbox_items(delivery_id);
+-- Deliver is idempotent on the delivery id. Delivery ids are hashes of the
+-- notification id, so (notification_id, delivery_id) is as unique and, the
+-- notification id being time-ordered, grows at its right edge instead of
+-- dirtying a random page per insert.
+CREATE UNIQUE INDEX inbox_items_delivery ON inbox_items(notification_id, delivery_id);
 -- (app_id, user_id, id) serves the newest-first inbox pages; state rides
 -- along so unread counts and state filters never touch the table.
 CREATE INDEX inbox_items_user ON inbox_items(app_id, user_id, id, state);
