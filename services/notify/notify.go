@@ -170,7 +170,7 @@ func (a *API) Send(c *fiber.Ctx) error {
 		return err
 	}
 	if res.Duplicate {
-		return a.replay(c, appID, res.ID)
+		return a.replay(c, appID, res.ID, chk.sendAt, now)
 	}
 	// Committed: now hand it to the lanes. A lost publish is not an error for
 	// the client: the row is in the outbox with next_at set, and the sweeper
@@ -191,15 +191,20 @@ func (a *API) Send(c *fiber.Ctx) error {
 	return writeAccepted(c, n.ID, n.Status, false)
 }
 
-// replay answers a repeated request with the first answer.
-func (a *API) replay(c *fiber.Ctx, appID, id string) error {
-	first, err := a.store.Get(c.UserContext(), appID, id)
-	if err != nil {
-		return err
-	}
+// replay answers a repeated request with the first answer. The body is the
+// same, so send_at tells the first status, except when send_at has passed
+// since: then the stored row says whether it was scheduled.
+func (a *API) replay(c *fiber.Ctx, appID, id string, sendAt, now time.Time) error {
 	status := domain.MessageAccepted
-	if first.SendAt.After(first.CreatedAt) {
+	switch {
+	case sendAt.IsZero():
+	case sendAt.After(now):
 		status = domain.MessageScheduled
+	default:
+		first, err := a.store.Get(c.UserContext(), appID, id)
+		if err == nil && first.SendAt.After(first.CreatedAt) {
+			status = domain.MessageScheduled
+		}
 	}
 	return writeAccepted(c, id, status, true)
 }
