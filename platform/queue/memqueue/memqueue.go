@@ -8,10 +8,9 @@
 // later; messages still in the lanes when the process stops are found again
 // the same way.
 //
-// Receive serves strict priority with the ageing rule of package queue: if
-// the head of any lane has waited in its lane at least AgeLimit, the overdue
-// head that has waited longest is served first; otherwise the head of the
-// highest non-empty lane. A message "enters its lane" when it is published,
+// Receive serves strict priority with the ageing rule of package queue
+// (queue.Ageing): while a higher lane has work, a lane whose head has waited
+// in it at least AgeLimit is served on one pick in queue.AgedShare. A message "enters its lane" when it is published,
 // when a Nack(0) or an expired lease returns it, or when a delayed Nack
 // comes due.
 //
@@ -72,6 +71,7 @@ type waiter struct{ ch chan struct{} }
 type Queue struct {
 	capacity int
 	ageLimit int64
+	ageing   queue.Ageing
 	vis      int64
 	epoch    time.Time
 
@@ -234,29 +234,18 @@ func (q *Queue) putWaiter(w *waiter) {
 	}
 }
 
-// pick chooses the lane to serve: among lanes whose head has waited at least
-// the age limit, the one whose head is oldest; otherwise the highest
-// non-empty lane; -1 when all are empty.
+// pick chooses the lane to serve with the ageing rule of package queue
+// (queue.Ageing); -1 when all lanes are empty. Called under the lock.
 func (q *Queue) pick(now int64) int {
-	best, oldest := -1, int64(0)
-	for r := range q.lanes {
-		if q.lanes[r].len() == 0 {
-			continue
-		}
-		at := q.lanes[r].front().at
-		if now-at >= q.ageLimit && (best < 0 || at < oldest) {
-			best, oldest = r, at
-		}
-	}
-	if best >= 0 {
-		return best
-	}
+	var nonEmpty [3]bool
+	var waited [3]time.Duration
 	for r := range q.lanes {
 		if q.lanes[r].len() > 0 {
-			return r
+			nonEmpty[r] = true
+			waited[r] = time.Duration(now - q.lanes[r].front().at)
 		}
 	}
-	return -1
+	return q.ageing.Pick(nonEmpty, waited, time.Duration(q.ageLimit))
 }
 
 func (q *Queue) readyLocked() int {

@@ -176,15 +176,15 @@ func TestPickRule(t *testing.T) {
 		name string
 		at   [3]int64 // -1 = empty lane
 		now  int64
-		want int
+		want int // the lane of the queue.AgedShare-th pick (the first is strict priority)
 	}{
 		{"all empty", [3]int64{-1, -1, -1}, 1000, -1},
 		{"strict priority when nothing is overdue", [3]int64{990, 950, 910}, 1000, 0},
 		{"medium when high is empty", [3]int64{-1, 999, 950}, 1000, 1},
-		{"overdue low beats fresh high", [3]int64{990, -1, 900}, 1000, 2},
+		{"overdue low gets one pick in AgedShare", [3]int64{990, -1, 900}, 1000, 2},
 		{"exactly at the limit counts as overdue", [3]int64{999, -1, 900}, 1000, 2},
-		{"oldest overdue wins", [3]int64{990, 850, 880}, 1000, 1},
-		{"overdue high older than overdue low", [3]int64{700, -1, 800}, 1000, 0},
+		{"oldest overdue is the aged candidate", [3]int64{990, 850, 880}, 1000, 1},
+		{"overdue top lane is served at once", [3]int64{700, -1, 800}, 1000, 0},
 		{"overdue low older than overdue high", [3]int64{800, -1, 700}, 1000, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,7 +194,12 @@ func TestPickRule(t *testing.T) {
 					q.lanes[r].push(entry{at: tc.at[r]})
 				}
 			}
-			if got := q.pick(tc.now); got != tc.want {
+			q.ageing = queue.Ageing{}
+			var got int
+			for i := 0; i < queue.AgedShare; i++ {
+				got = q.pick(tc.now)
+			}
+			if got != tc.want {
 				t.Fatalf("pick = %d, want %d", got, tc.want)
 			}
 		})

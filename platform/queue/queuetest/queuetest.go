@@ -11,8 +11,9 @@
 //   - A lease neither acked nor nacked within the visibility timeout is
 //     redelivered.
 //   - The ageing rule: a lower-priority message that has waited longer than
-//     the age limit is served before fresher higher-priority ones, and a low
-//     message is not starved by a continuous stream of high ones.
+//     the age limit is served within queue.AgedShare picks, ahead of the
+//     remaining fresher higher-priority ones, and a low message is not
+//     starved by a continuous stream of high ones.
 //   - Receive honours ctx; cancelled receivers swallow no message; Close
 //     unblocks Receive with queue.ErrClosed and later Publish fails with it.
 //   - Concurrent producers and consumers lose nothing (at least once).
@@ -348,11 +349,31 @@ func (s suite) ageing(t *testing.T) {
 			publish(t, q, msg("old", tc.old))
 			waitDepth(t, st, tc.old, 1)
 			time.Sleep(2 * limit) // let it become overdue (a precondition, not an assertion)
-			publish(t, q, msg("fresh-0", tc.fresh), msg("fresh-1", tc.fresh), msg("fresh-2", tc.fresh))
-			waitDepth(t, st, tc.fresh, 3)
-			receiveID(t, q, "old")
-			for i := range 3 {
-				receiveID(t, q, fmt.Sprintf("fresh-%d", i))
+			const fresh = 2 * queue.AgedShare
+			for i := range fresh {
+				publish(t, q, msg(fmt.Sprintf("fresh-%d", i), tc.fresh))
+			}
+			waitDepth(t, st, tc.fresh, fresh)
+			// the overdue message gets one pick in queue.AgedShare: it comes
+			// after at most AgedShare-1 fresher ones, which keep their order
+			next := 0
+			for i := 0; i < queue.AgedShare; i++ {
+				l := receive(t, q)
+				got := l.Message().ID
+				ack(t, l)
+				if got == "old" {
+					break
+				}
+				if want := fmt.Sprintf("fresh-%d", next); got != want {
+					t.Fatalf("received %s, want %s", got, want)
+				}
+				next++
+				if i == queue.AgedShare-1 {
+					t.Fatalf("overdue message not served within %d picks", queue.AgedShare)
+				}
+			}
+			for ; next < fresh; next++ {
+				receiveID(t, q, fmt.Sprintf("fresh-%d", next))
 			}
 		})
 	}

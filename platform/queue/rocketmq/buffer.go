@@ -53,6 +53,7 @@ func (it *item) before(o *item) bool {
 // receiver holding a ready token always finds an item.
 type buffers struct {
 	ageLimit time.Duration
+	ageing   queue.Ageing
 	now      func() time.Time
 
 	slots     [3]chan struct{}
@@ -125,7 +126,7 @@ func (b *buffers) take(ctx context.Context) (*item, error) {
 			heads[r] = lane[0]
 		}
 	}
-	r := pickLane(heads, b.now(), b.ageLimit) // >= 0: the ready token stands for an item
+	r := pickLane(&b.ageing, heads, b.now(), b.ageLimit) // >= 0: the ready token stands for an item
 	lane := b.lanes[r]
 	it := lane[0]
 	copy(lane, lane[1:])
@@ -148,24 +149,15 @@ func (b *buffers) close() {
 	b.closeOnce.Do(func() { close(b.done) })
 }
 
-// pickLane is the ageing rule of package queue over the lane heads (nil =
-// empty lane): among heads that have waited at least ageLimit, the one that
-// has waited longest; otherwise the highest-priority non-empty lane; -1 if
-// every lane is empty.
-func pickLane(heads [3]*item, now time.Time, ageLimit time.Duration) int {
-	best := -1
-	for r, h := range heads {
-		if h != nil && now.Sub(h.since) >= ageLimit && (best < 0 || h.before(heads[best])) {
-			best = r
-		}
-	}
-	if best >= 0 {
-		return best
-	}
+// pickLane applies the ageing rule of package queue (queue.Ageing) over the
+// lane heads (nil = empty lane); -1 if every lane is empty.
+func pickLane(a *queue.Ageing, heads [3]*item, now time.Time, ageLimit time.Duration) int {
+	var nonEmpty [3]bool
+	var waited [3]time.Duration
 	for r, h := range heads {
 		if h != nil {
-			return r
+			nonEmpty[r], waited[r] = true, now.Sub(h.since)
 		}
 	}
-	return -1
+	return a.Pick(nonEmpty, waited, ageLimit)
 }

@@ -12,23 +12,27 @@ import (
 func TestPickLane(t *testing.T) {
 	const limit = 5 * time.Second
 	now := time.Unix(1000, 0)
-	at := func(ago time.Duration, order int64) *item { return &item{since: now.Add(-ago), order: order} }
+	at := func(ago time.Duration) *item { return &item{since: now.Add(-ago)} }
 	for _, tc := range []struct {
-		name  string
-		heads [3]*item
-		want  int
+		name        string
+		heads       [3]*item
+		first, aged int // the first pick, and the AgedShare-th
 	}{
-		{"all empty", [3]*item{}, -1},
-		{"strict priority when nothing is overdue", [3]*item{at(time.Second, 0), at(2*time.Second, 0), at(4*time.Second, 0)}, 0},
-		{"medium when high is empty", [3]*item{nil, at(0, 0), at(time.Second, 0)}, 1},
-		{"overdue low beats fresh high", [3]*item{at(0, 0), nil, at(6*time.Second, 0)}, 2},
-		{"exactly at the limit counts", [3]*item{at(0, 0), nil, at(limit, 0)}, 2},
-		{"oldest overdue wins", [3]*item{at(time.Second, 0), at(9*time.Second, 0), at(7*time.Second, 0)}, 1},
-		{"overdue high older than overdue low", [3]*item{at(9*time.Second, 0), nil, at(7*time.Second, 0)}, 0},
-		{"equal age: lower commit-log offset", [3]*item{nil, at(6*time.Second, 9), at(6*time.Second, 3)}, 2},
+		{"all empty", [3]*item{}, -1, -1},
+		{"strict priority when nothing is overdue", [3]*item{at(time.Second), at(2 * time.Second), at(4 * time.Second)}, 0, 0},
+		{"medium when high is empty", [3]*item{nil, at(0), at(time.Second)}, 1, 1},
+		{"overdue low gets one pick in AgedShare", [3]*item{at(0), nil, at(6 * time.Second)}, 0, 2},
+		{"exactly at the limit counts", [3]*item{at(0), nil, at(limit)}, 0, 2},
+		{"oldest overdue is the aged candidate", [3]*item{at(time.Second), at(9 * time.Second), at(7 * time.Second)}, 0, 1},
+		{"overdue top lane is served at once", [3]*item{at(9 * time.Second), nil, at(7 * time.Second)}, 0, 0},
 	} {
-		if got := pickLane(tc.heads, now, limit); got != tc.want {
-			t.Errorf("%s: pickLane = %d, want %d", tc.name, got, tc.want)
+		var a queue.Ageing
+		var picks []int
+		for i := 0; i < queue.AgedShare; i++ {
+			picks = append(picks, pickLane(&a, tc.heads, now, limit))
+		}
+		if picks[0] != tc.first || picks[queue.AgedShare-1] != tc.aged {
+			t.Errorf("%s: picks %v, want first %d and aged %d", tc.name, picks, tc.first, tc.aged)
 		}
 	}
 }
@@ -140,6 +144,10 @@ func TestBuffersAgeing(t *testing.T) {
 	b := newBuffers(4, 5*time.Second)
 	b.now = func() time.Time { return now }
 	never := make(chan struct{})
+	b.ageing = queue.Ageing{}
+	for i := 0; i < queue.AgedShare-1; i++ { // the next pick is the aged one
+		b.ageing.Pick([3]bool{true, false, true}, [3]time.Duration{0, 0, time.Hour}, time.Second)
+	}
 	b.put(&item{msg: queue.Message{ID: "fresh-high"}, lane: 0, since: now}, never)
 	b.put(&item{msg: queue.Message{ID: "old-low"}, lane: 2, since: now.Add(-6 * time.Second)}, never)
 	b.put(&item{msg: queue.Message{ID: "young-low"}, lane: 2, since: now.Add(-time.Second)}, never)
