@@ -74,7 +74,19 @@
         if (stopped) { return; }
         var url = base + "?token=" + encodeURIComponent(token || "");
         if (lastId) { url += "&last_id=" + encodeURIComponent(lastId); }
-        ws = new WebSocket(url);
+        var sock = new WebSocket(url);
+        var lost = false;
+        // Browsers fire close after a failed connection, some runtimes only
+        // error: whichever comes first schedules the one reconnect.
+        function onLost() {
+          if (lost) { return; }
+          lost = true;
+          if (ws === sock) { ws = null; }
+          onStatus("closed");
+          schedule();
+        }
+        ws = sock;
+        ws.onerror = onLost;
         ws.onopen = function () {
           delay = minDelay;
           onStatus("open");
@@ -90,11 +102,7 @@
             onState(msg.item);
           }
         };
-        ws.onclose = function () {
-          ws = null;
-          onStatus("closed");
-          schedule();
-        };
+        ws.onclose = onLost;
       }, function () {
         onStatus("closed");
         schedule();
