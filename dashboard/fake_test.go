@@ -27,6 +27,7 @@ type fakeAPI struct {
 	mu     sync.Mutex
 	key    string
 	routes map[string]fakeAnswer
+	funcs  map[string]func(fakeCall) fakeAnswer
 	calls  []fakeCall
 }
 
@@ -52,6 +53,16 @@ func (f *fakeAPI) on(route string, status int, body string) {
 	f.routes[route] = fakeAnswer{status: status, body: body}
 }
 
+// onFunc answers a route with a function of the call (checked before on's answers).
+func (f *fakeAPI) onFunc(route string, h func(fakeCall) fakeAnswer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.funcs == nil {
+		f.funcs = map[string]func(fakeCall) fakeAnswer{}
+	}
+	f.funcs[route] = h
+}
+
 func (f *fakeAPI) fail(route string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -65,9 +76,14 @@ func (f *fakeAPI) Do(ctx context.Context, method, path, apiKey string, body []by
 	p, q, _ := strings.Cut(path, "?")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, fakeCall{method, p, q, apiKey, string(body), contentType})
+	call := fakeCall{method, p, q, apiKey, string(body), contentType}
+	f.calls = append(f.calls, call)
 	if apiKey != f.key {
 		return 401, []byte(`{"type":"https://herald.dev/problems/unauthorized","title":"Missing or invalid credentials","status":401,"code":"unauthorized","detail":"invalid api key"}`), nil
+	}
+	if h, ok := f.funcs[method+" "+p]; ok {
+		a := h(call)
+		return a.status, []byte(a.body), a.err
 	}
 	a, ok := f.routes[method+" "+path]
 	if !ok {

@@ -95,7 +95,7 @@ func notificationsPage(v notificationsView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		} else if v.Err != nil {
-			templ_7745c5c3_Err = apiError("The API refused the filters", v.Err).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = formError("The API refused the filters", v.Err).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

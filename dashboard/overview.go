@@ -63,7 +63,11 @@ func (d *Dashboard) overview(r *req) error {
 	if v.SeriesErr == nil {
 		v.Chart = buildChart(chartTypes, series, rng == "7d")
 	}
-	return r.render(fiber.StatusOK, "Overview", "overview", overviewPage(v))
+	status := statusFor(v.SummaryErr, fiber.StatusOK)
+	if v.SummaryErr == nil {
+		status = statusFor(v.SeriesErr, fiber.StatusOK)
+	}
+	return r.render(status, "Overview", "overview", overviewPage(v))
 }
 
 // chart is a line chart drawn as inline SVG, with its data as a table.
@@ -104,7 +108,7 @@ type chartRow struct {
 // timestamps: points are placed by index.
 func buildChart(names []string, series []*Series, daily bool) chart {
 	c := chart{W: 720, H: 220, Left: 48, Top: 10, Names: names}
-	c.PlotW = c.W - c.Left - 10
+	c.PlotW = c.W - c.Left - 28
 	c.PlotH = c.H - c.Top - 30
 	c.Baseline = c.Top + c.PlotH
 	n := 0
@@ -204,7 +208,7 @@ func tickLabel(ts string, daily bool) string {
 	}
 	t = t.UTC()
 	if daily {
-		return t.Format("Jan 2")
+		return t.Format("Jan 2 15:04")
 	}
 	return t.Format("15:04")
 }

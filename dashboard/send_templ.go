@@ -80,7 +80,7 @@ func sendPage(v sendView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = apiError("The API did not accept the notification", v.Err).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = formError("The API did not accept the notification", v.Err).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -706,7 +706,7 @@ func templatePage(v templateView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = apiError("The preview failed", v.PreviewErr).Render(ctx, templ_7745c5c3_Buffer)
+				templ_7745c5c3_Err = formError("The preview failed", v.PreviewErr).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
@@ -1070,7 +1070,7 @@ func templateFormPage(f templateForm) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = apiError("The API did not accept the template", f.Err).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = formError("The API did not accept the template", f.Err).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
