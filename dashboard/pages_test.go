@@ -287,7 +287,7 @@ func TestTemplateCreate(t *testing.T) {
 	a = b.post("/admin/templates", url.Values{
 		"code": {"welcome"}, "name": {"Welcome"}, "category": {""},
 		"variants.email.subject": {"Hi {{.name}}"}, "variants.email.text": {"Welcome\r\naboard"},
-		"variants.sms.params":    {"a=1\n\nb = {{.name}}\n"}, "variants.sms.vendor_template": {"SMS_9"},
+		"variants.sms.params": {"a=1\n\nb = {{.name}}\n"}, "variants.sms.vendor_template": {"SMS_9"},
 		"variables": {`[{"name":"name","sample":"Ada"}]`}, "locales": {""},
 	})
 	if a.Status != http.StatusSeeOther || a.Header.Get("Location") != "/admin/templates/welcome?flash=created" {
@@ -516,7 +516,9 @@ func TestAPIFailuresAreShown(t *testing.T) {
 		{"problem 500", func(f *fakeAPI, r string) {
 			f.on(r, 500, `{"status":500,"code":"internal_error","title":"Internal server error","detail":"the server could not complete the request","request_id":"req_9"}`)
 		}, []string{"500 Internal Server Error", "internal_error", "req_9"}},
-		{"garbage json", func(f *fakeAPI, r string) { f.on(r, 200, `{"items":5,"points":"x","counts":[],"deliveries":{},"events":7,"channels":3}`) }, []string{"could not be read"}},
+		{"garbage json", func(f *fakeAPI, r string) {
+			f.on(r, 200, `{"items":5,"points":"x","counts":[],"deliveries":{},"events":7,"channels":3}`)
+		}, []string{"could not be read"}},
 		{"truncated", func(f *fakeAPI, r string) { f.on(r, 200, `{"items":[{"id":"x"`) }, []string{"could not be read"}},
 		{"array", func(f *fakeAPI, r string) { f.on(r, 200, `[]`) }, []string{"could not be read"}},
 		{"null", func(f *fakeAPI, r string) { f.on(r, 200, `null`) }, nil},
