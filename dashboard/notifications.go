@@ -8,14 +8,36 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"herald.dev/platform/domain"
 )
 
+// The choices of the filters and forms, from Herald's shared vocabulary.
 var (
-	messageStatuses = []string{"accepted", "scheduled", "queued", "processing", "done", "expired", "cancelled"}
-	priorities      = []string{"high", "medium", "low"}
-	channelNames    = []string{"inapp", "email", "sms", "otp", "webhook", "wechat", "wecom", "dingtalk", "qq", "console"}
-	kinds           = []string{"notice", "reminder", "todo"}
+	messageStatuses = strs(domain.MessageAccepted, domain.MessageScheduled, domain.MessageQueued, domain.MessageProcessing,
+		domain.MessageDone, domain.MessageExpired, domain.MessageCancelled)
+	priorities = strs(domain.PriorityHigh, domain.PriorityMedium, domain.PriorityLow)
+	kinds      = strs(domain.KindNotice, domain.KindReminder, domain.KindTodo)
+	// channelNames are the channels an operator may pick: every known one
+	// but the load-test channel.
+	channelNames = func() []string {
+		var out []string
+		for _, c := range domain.KnownChannels {
+			if c != domain.ChannelBench {
+				out = append(out, string(c))
+			}
+		}
+		return out
+	}()
 )
+
+func strs[T ~string](vals ...T) []string {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = string(v)
+	}
+	return out
+}
 
 func options(any string, vals []string) []Option {
 	var out []Option
