@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"hash/maphash"
 	"time"
@@ -133,7 +132,7 @@ type fan struct {
 	st       *msgState
 	ctx      context.Context
 	now      time.Time
-	existing map[[16]byte]bool // rows from an earlier run, by delivery id
+	existing map[[12]byte]bool // rows from an earlier run, by delivery id
 	seed1    maphash.Seed
 	seed2    maphash.Seed
 	seen     map[[2]uint64]struct{} // recipients already fanned out (only with several entries)
@@ -423,12 +422,5 @@ func (f *fan) page() error {
 	return nil
 }
 
-// idKey turns "dlv_<32 hex>" into a compact map key.
-func idKey(id string) ([16]byte, bool) {
-	var k [16]byte
-	if len(id) != 36 || id[:4] != "dlv_" {
-		return k, false
-	}
-	_, err := hex.Decode(k[:], []byte(id[4:]))
-	return k, err == nil
-}
+// idKey turns a delivery id into a compact map key.
+func idKey(id string) ([12]byte, bool) { return messages.DeliveryKey(id) }

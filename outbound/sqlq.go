@@ -72,14 +72,14 @@ func (s sqlq) setDeliveryLeases(ctx context.Context, ids []string, at time.Time)
 }
 
 type existingRows struct {
-	ids  map[[16]byte]bool
+	ids  map[[12]byte]bool
 	open int
 }
 
 // existing returns the ids of a notification's delivery rows (compactly)
 // and how many are still open.
 func (s sqlq) existing(ctx context.Context, notificationID string) (existingRows, error) {
-	out := existingRows{ids: map[[16]byte]bool{}}
+	out := existingRows{ids: map[[12]byte]bool{}}
 	rows, err := s.db.W.QueryContext(ctx, `SELECT id, status FROM deliveries WHERE notification_id = ?`, notificationID)
 	if err != nil {
 		return out, fmt.Errorf("existing deliveries of %s: %w", notificationID, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -344,15 +345,17 @@ func (s *Service) loadVersionBody(ctx context.Context, appID, code string, versi
 // duplicate-key path).
 func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 12; attempt++ {
 		err = s.db.Tx(ctx, fn)
 		if !isDeadlock(err) {
 			return err
 		}
+		// growing, jittered waits so racing writers stop colliding
+		wait := time.Duration(attempt+1)*5*time.Millisecond + time.Duration(rand.Int64N(int64(10*time.Millisecond)))
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 	return err

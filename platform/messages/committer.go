@@ -142,15 +142,18 @@ func (c *committer) commit(batch []*acceptReq) {
 	if len(live) == 0 {
 		return
 	}
-	err := c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
-	if err != nil && sqldb.IsDuplicate(err) && len(live) > 1 {
-		// Another instance raced us on an idempotency key: settle each alone.
+	err := c.writeTx(live)
+	if err != nil && sqldb.IsDuplicate(err) {
+		// Another committer or instance raced us on an idempotency key:
+		// settle each request alone; a retry sees the winner's row and
+		// answers as a duplicate (or a conflict).
 		for _, r := range live {
-			r.res = Accepted{}
+			r.res, r.err = Accepted{}, nil
 			one := []*acceptReq{r}
-			r.err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, one) })
+			r.err = c.writeTx(one)
 			if r.err != nil && sqldb.IsDuplicate(r.err) {
-				r.err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, one) })
+				r.res, r.err = Accepted{}, nil
+				r.err = c.writeTx(one)
 			}
 			if r.err != nil {
 				r.err = fmt.Errorf("accept notification: %w", r.err)
@@ -165,6 +168,24 @@ func (c *committer) commit(batch []*acceptReq) {
 		}
 		r.done <- struct{}{}
 	}
+}
+
+// writeTx writes a batch in one transaction, retrying it after a deadlock
+// or lock timeout (concurrent committers on MySQL can deadlock on the
+// idempotency index).
+func (c *committer) writeTx(batch []*acceptReq) error {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		for _, r := range batch {
+			r.res, r.err = Accepted{}, nil
+		}
+		err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, batch) })
+		if !sqldb.IsRetryable(err) {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
+	}
+	return err
 }
 
 // write inserts the batch's new rows and resolves idempotency keys.

@@ -116,6 +116,13 @@ type Delivery struct {
 // DeliveryID is the deterministic id of a (notification, recipient, channel)
 // delivery: the same inputs always give the same id, so a delivery repeated
 // after a crash carries the id it had before and receivers can deduplicate.
+//
+// For notification ids of the form "ntf_<ULID>" the id is
+// "dlv_<ULID><24 hex of the hash>": ids of one notification share a prefix
+// and sort by notification, so a fan-out's rows land together in the
+// primary-key B-tree instead of at random places. Otherwise it is
+// "dlv_<32 hex of the hash>". Either way it ends in at least 24 hex digits
+// (DeliveryKey).
 func DeliveryID(notificationID, recipient string, ch domain.Channel) string {
 	h := sha256.New()
 	h.Write([]byte(notificationID))
@@ -123,8 +130,27 @@ func DeliveryID(notificationID, recipient string, ch domain.Channel) string {
 	h.Write([]byte(recipient))
 	h.Write([]byte{0})
 	h.Write([]byte(ch))
-	sum := h.Sum(nil)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	if ulid, ok := strings.CutPrefix(notificationID, "ntf_"); ok && len(ulid) == 26 {
+		var b [4 + 26 + 24]byte
+		copy(b[:], "dlv_")
+		copy(b[4:], ulid)
+		hex.Encode(b[30:], sum[:12])
+		return string(b[:])
+	}
 	return "dlv_" + hex.EncodeToString(sum[:16])
+}
+
+// DeliveryKey is a compact map key for a delivery id of one notification
+// (the last 24 hex digits), for sets of up to millions of ids.
+func DeliveryKey(id string) ([12]byte, bool) {
+	var k [12]byte
+	if len(id) < 4+24 || id[:4] != "dlv_" {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(id[len(id)-24:]))
+	return k, err == nil
 }
 
 // RecipientKey returns the dedup key of a resolved recipient.
@@ -333,8 +359,13 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int, statuses ...d
 	}
 	var out []*Notification
 	for _, st := range statuses {
-		rows, err := s.db.W.QueryContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE status = ? AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
-			string(st), domain.Millis(now), limit)
+		if !dueStatus[st] {
+			return nil, fmt.Errorf("due notifications: status %q is never due", st)
+		}
+		// The status is inlined (a known constant) so SQLite can use the
+		// partial index that holds only unfinished notifications.
+		rows, err := s.db.W.QueryContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE status = '`+string(st)+`' AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
+			domain.Millis(now), limit)
 		if err != nil {
 			return nil, fmt.Errorf("due notifications: %w", err)
 		}
@@ -353,6 +384,8 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int, statuses ...d
 	}
 	return out, nil
 }
+
+var dueStatus = map[domain.MessageStatus]bool{domain.MessageAccepted: true, domain.MessageScheduled: true, domain.MessageQueued: true, domain.MessageProcessing: true}
 
 // Snooze pushes next_at of notifications forward (the sweeper's lease).
 func (s *Store) Snooze(ctx context.Context, ids []string, nextAt time.Time) error {
@@ -564,8 +597,9 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]*Delivery, error) {
 	var out []*Delivery
 	for _, st := range []domain.DeliveryStatus{domain.DeliveryPending, domain.DeliveryQueued} {
-		ds, err := s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE status = ? AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
-			string(st), domain.Millis(now), limit)
+		// status inlined (a constant): SQLite's partial index covers open rows only
+		ds, err := s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE status = '`+string(st)+`' AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
+			domain.Millis(now), limit)
 		if err != nil {
 			return nil, err
 		}

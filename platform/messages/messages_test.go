@@ -245,3 +245,35 @@ func BenchmarkAccept(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSaveDeliveries writes the rows of one big fan-out, rows per
+// transaction as the sub-benchmark name says.
+func BenchmarkSaveDeliveries(b *testing.B) {
+	for _, per := range []int{256, 2048} {
+		b.Run(fmt.Sprintf("tx%d", per), func(b *testing.B) {
+			db := sqldbtest.SQLite(b)
+			s := messages.New(db, messages.Options{})
+			defer s.Close()
+			ctx := context.Background()
+			n := newNotif("app_bench")
+			if _, err := s.Accept(ctx, n); err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			batch := make([]*messages.Delivery, 0, per)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				u := fmt.Sprintf("u%d", i)
+				batch = append(batch, &messages.Delivery{AppID: "app_bench", NotificationID: n.ID, Recipient: u, UserID: u,
+					Channel: domain.ChannelInApp, Address: u, Status: domain.DeliverySent, Attempts: 1, SentAt: now})
+				if len(batch) == cap(batch) || i == b.N-1 {
+					if err := s.SaveDeliveries(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+					batch = batch[:0]
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}

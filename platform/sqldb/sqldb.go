@@ -281,3 +281,17 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // Now returns the current time in Unix milliseconds.
 func Now() int64 { return time.Now().UnixMilli() }
+
+// IsRetryable reports whether err is a MySQL deadlock or lock-wait timeout
+// (or SQLite busy), after which the whole transaction may simply be retried.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == 1213 || me.Number == 1205
+	}
+	s := err.Error()
+	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}

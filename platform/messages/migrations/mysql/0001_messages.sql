@@ -40,7 +40,7 @@ CREATE TABLE deliveries (
 	created_at BIGINT NOT NULL,
 	updated_at BIGINT NOT NULL,
 	sent_at BIGINT NOT NULL DEFAULT 0,
-	UNIQUE KEY deliveries_unique (notification_id, recipient, channel),
+	KEY deliveries_notification (notification_id),
 	KEY deliveries_due (status, next_at),
 	KEY deliveries_user (app_id, user_id, notification_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

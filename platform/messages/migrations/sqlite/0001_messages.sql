@@ -20,8 +20,8 @@ CREATE TABLE notifications (
 	deliveries_total INTEGER NOT NULL DEFAULT 0,
 	error TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX notifications_idem ON notifications(app_id, idem_key);
-CREATE INDEX notifications_due ON notifications(status, next_at);
+CREATE UNIQUE INDEX notifications_idem ON notifications(app_id, idem_key) WHERE idem_key IS NOT NULL;
+CREATE INDEX notifications_due ON notifications(status, next_at) WHERE status IN ('accepted', 'scheduled', 'queued', 'processing');
 CREATE INDEX notifications_app ON notifications(app_id, id);
 CREATE TABLE deliveries (
 	id TEXT PRIMARY KEY,
@@ -40,7 +40,7 @@ CREATE TABLE deliveries (
 	created_at INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL,
 	sent_at INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX deliveries_unique ON deliveries(notification_id, recipient, channel);
-CREATE INDEX deliveries_due ON deliveries(status, next_at);
+) WITHOUT ROWID;
+CREATE INDEX deliveries_notification ON deliveries(notification_id);
+CREATE INDEX deliveries_due ON deliveries(status, next_at) WHERE status IN ('pending', 'queued');
 CREATE INDEX deliveries_user ON deliveries(app_id, user_id, notification_id);
