@@ -20,6 +20,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"short key", Options{API: api, CookieKey: []byte("short")}, false},
 		{"bad base", Options{API: api, CookieKey: key, BasePath: "admin"}, false},
 		{"unclean base", Options{API: api, CookieKey: key, BasePath: "/a/../b"}, false},
+		{"root base", Options{API: api, CookieKey: key, BasePath: "/"}, false},
 		{"default", Options{API: api, CookieKey: key}, true},
 		{"custom base", Options{API: api, CookieKey: key, BasePath: "/ops/herald/"}, true},
 	} {
@@ -353,5 +354,40 @@ func TestSecurityHeadersAndStatic(t *testing.T) {
 	}
 	if a := b.get("/admin/static/nope.css"); a.Status != 404 {
 		t.Errorf("missing static: %d", a.Status)
+	}
+}
+
+func TestLoginThrottle(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.get("/admin/login")
+	for i := 0; i < loginMaxFailures; i++ {
+		if a := b.post("/admin/login", url.Values{"api_key": {"hk_guess." + itoa(i)}}); a.Status != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i, a.Status)
+		}
+	}
+	e.api.reset()
+	a := b.post("/admin/login", url.Values{"api_key": {testKey}})
+	if a.Status != http.StatusTooManyRequests || len(e.api.calls) != 0 || a.Header.Get("Retry-After") == "" {
+		t.Fatalf("after %d failures: %d, calls %v", loginMaxFailures, a.Status, e.api.calls)
+	}
+	mustContain(t, fieldBlock(t, a.Body, "api_key"), "Too many rejected keys")
+	// Another address is not affected.
+	if wait := e.d.throttle.blocked("192.0.2.7", e.clock.now()); wait != 0 {
+		t.Fatalf("another address blocked for %v", wait)
+	}
+	// Once the window has passed, the address may try again.
+	e.clock.add(loginWindow)
+	if a := b.post("/admin/login", url.Values{"api_key": {testKey}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("after the window: %d", a.Status)
+	}
+	// The table of addresses stays bounded.
+	var l loginThrottle
+	now := time.Now()
+	for i := 0; i < loginTrackMax+5; i++ {
+		l.fail("10.0.0."+itoa(i), now)
+	}
+	if len(l.seen) > loginTrackMax {
+		t.Fatalf("throttle table grew to %d", len(l.seen))
 	}
 }

@@ -71,6 +71,7 @@ type Dashboard struct {
 	cssPath  string
 	panics   atomic.Int64
 	staticFS fs.FS
+	throttle loginThrottle
 }
 
 //go:embed static
@@ -97,8 +98,8 @@ func New(opts Options) (*Dashboard, error) {
 	if opts.BasePath == "" {
 		base = "/admin"
 	}
-	if base != "" && (!strings.HasPrefix(base, "/") || strings.ContainsAny(base, ":*+?#\\ ") || path.Clean(base) != base) {
-		return nil, fmt.Errorf("dashboard: BasePath %q must be a clean absolute path such as /admin", opts.BasePath)
+	if base == "" || !strings.HasPrefix(base, "/") || strings.ContainsAny(base, ":*+?#\\ ") || path.Clean(base) != base {
+		return nil, fmt.Errorf("dashboard: BasePath %q must be a clean absolute path below the root, such as /admin", opts.BasePath)
 	}
 	d := &Dashboard{
 		api: opts.API, base: base, logf: opts.Logf, ttl: opts.SessionTTL, timeout: opts.CallTimeout,

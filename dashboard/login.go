@@ -1,9 +1,12 @@
 package dashboard
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -72,9 +75,16 @@ func (d *Dashboard) login(c *fiber.Ctx) error {
 	if len(v.Key.Errors) > 0 {
 		return d.write(c, fiber.StatusUnprocessableEntity, pageData{Title: "Log in"}, loginForm(v))
 	}
+	ip := strings.Clone(c.IP())
+	if wait := d.throttle.blocked(ip, d.now()); wait > 0 {
+		c.Set(fiber.HeaderRetryAfter, fmt.Sprint(int(wait.Seconds())+1))
+		v.Key.Errors = []string{fmt.Sprintf("Too many rejected keys from your address; try again in %d minute(s).", int(wait.Minutes())+1)}
+		return d.write(c, fiber.StatusTooManyRequests, pageData{Title: "Log in"}, loginForm(v))
+	}
 	cl := &client{d: d, key: key, ctx: c.UserContext()}
 	if err := cl.get(apiPath(url.Values{"limit": {"1"}}, "templates"), nil); err != nil {
 		if err.Status == http.StatusUnauthorized || err.Status == http.StatusForbidden {
+			d.throttle.fail(ip, d.now())
 			msg := "The API rejected this key"
 			if err.Problem != nil && err.Problem.Detail != "" {
 				msg += ": " + err.Problem.Detail
@@ -93,4 +103,63 @@ func (d *Dashboard) login(c *fiber.Ctx) error {
 func (d *Dashboard) logout(r *req) error {
 	d.clearCookie(r.c, sessionCookie)
 	return r.c.Redirect(d.loginURL("", "loggedout"), fiber.StatusSeeOther)
+}
+
+// Login throttling: after loginMaxFailures rejected keys from one address
+// within loginWindow, further attempts from it are refused until the window
+// has passed, so the login form cannot be used to hammer the API with
+// guesses.
+const (
+	loginMaxFailures = 10
+	loginWindow      = 5 * time.Minute
+	// loginTrackMax bounds the addresses tracked; when full, entries whose
+	// window is over are dropped, and if none is, the table starts afresh.
+	loginTrackMax = 10000
+)
+
+type loginThrottle struct {
+	mu   sync.Mutex
+	seen map[string]*loginFailures
+}
+
+type loginFailures struct {
+	n     int
+	start time.Time
+}
+
+func (l *loginThrottle) blocked(ip string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.seen[ip]
+	if f == nil || now.Sub(f.start) >= loginWindow {
+		return 0
+	}
+	if f.n >= loginMaxFailures {
+		return f.start.Add(loginWindow).Sub(now)
+	}
+	return 0
+}
+
+func (l *loginThrottle) fail(ip string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]*loginFailures{}
+	}
+	f := l.seen[ip]
+	if f == nil || now.Sub(f.start) >= loginWindow {
+		if f == nil && len(l.seen) >= loginTrackMax {
+			for k, v := range l.seen {
+				if now.Sub(v.start) >= loginWindow {
+					delete(l.seen, k)
+				}
+			}
+			if len(l.seen) >= loginTrackMax {
+				clear(l.seen)
+			}
+		}
+		f = &loginFailures{start: now}
+		l.seen[ip] = f
+	}
+	f.n++
 }
