@@ -70,6 +70,8 @@ func maxBody(limit int) fiber.Handler {
 			return c.Next()
 		}
 		if cl := c.Request().Header.ContentLength(); cl > limit {
+			// The unread body would otherwise be parsed as the next request.
+			c.Context().SetConnectionClose()
 			return CodeTooLarge.New("the request body is %d bytes; the limit is %d", cl, limit)
 		}
 		c.Locals(limitKey, limit)
@@ -108,6 +110,7 @@ func ReadLimited(c *fiber.Ctx, limit int) ([]byte, error) {
 		return nil, CodeMalformed.New("read body: %v", err)
 	}
 	if len(b) > limit {
+		c.Context().SetConnectionClose()
 		return nil, CodeTooLarge.New("the request body exceeds %d bytes", limit)
 	}
 	return b, nil
