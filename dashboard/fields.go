@@ -120,7 +120,11 @@ func (fe *fieldErrors) summary(order []string) []errorLink {
 	var out []errorLink
 	for _, n := range order {
 		for _, m := range fe.by[n] {
-			out = append(out, errorLink{Field: n, Message: m, Target: "f-" + slug(n)})
+			l := errorLink{Field: n, Message: m, Target: "f-" + slug(n)}
+			if pathHasPrefix(strings.SplitN(m, ": ", 2)[0], n) {
+				l.Field = "" // the message starts with the deeper path already
+			}
+			out = append(out, l)
 		}
 	}
 	for _, e := range fe.unmatched {
