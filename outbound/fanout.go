@@ -74,9 +74,10 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 	if h.dead.Load() {
 		return
 	}
-	var claimed int
+	var claimed bool
 	err = h.urgently(n.Priority == domain.PriorityHigh, func() (err error) {
-		claimed, err = h.store.Transition(ctx, []string{n.ID}, domain.MessageProcessing, now.Add(h.cfg.StaleAfter), "", from...)
+		// Claims are group-committed by the store: many messages, one commit.
+		claimed, err = h.store.Claim(ctx, n.ID, now.Add(h.cfg.StaleAfter))
 		return err
 	})
 	if err != nil {
@@ -86,7 +87,7 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 		h.settleLease(l, false, time.Second)
 		return
 	}
-	if claimed == 0 {
+	if !claimed {
 		h.settleLease(l, true, 0) // claimed by another consumer
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/pprof"
 
 	"herald.dev/internal/bench"
 	"herald.dev/platform/contracts"
@@ -68,8 +69,10 @@ func (r *BenchRecorder) Stats() BenchStats {
 	return out
 }
 
-// Mount serves GET /debug/bench and POST /debug/bench/reset.
+// Mount serves GET /debug/bench, POST /debug/bench/reset and the Go
+// profiler under /debug/pprof (bench mode only).
 func (r *BenchRecorder) Mount(app fiber.Router) {
+	app.Use(pprof.New())
 	app.Get("/debug/bench", func(c *fiber.Ctx) error { return c.JSON(r.Stats()) })
 	app.Post("/debug/bench/reset", func(c *fiber.Ctx) error {
 		r.state.Store(&benchState{})

@@ -173,8 +173,9 @@ func Hash(b []byte) string {
 
 // Store reads and writes notifications and deliveries.
 type Store struct {
-	db  *sqldb.DB
-	acc *committer
+	db     *sqldb.DB
+	acc    *committer
+	claims *claimer
 }
 
 // Options tune the store.
@@ -205,6 +206,7 @@ func New(db *sqldb.DB, opts Options) *Store {
 	}
 	s := &Store{db: db}
 	s.acc = newCommitter(s, opts)
+	s.claims = newClaimer(s)
 	return s
 }
 
@@ -212,7 +214,10 @@ func New(db *sqldb.DB, opts Options) *Store {
 func (s *Store) DB() *sqldb.DB { return s.db }
 
 // Close stops the committer after flushing what it holds.
-func (s *Store) Close() { s.acc.close() }
+func (s *Store) Close() {
+	s.acc.close()
+	s.claims.close()
+}
 
 // Accepted is the answer to an Accept call.
 type Accepted struct {

@@ -1,0 +1,178 @@
+package messages
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+
+	"herald.dev/platform/domain"
+	"herald.dev/platform/sqldb"
+)
+
+// claimer group-commits claims: concurrent Claim calls share one
+// transaction, as accepts do, so dispatching N messages costs a handful of
+// commits instead of N.
+type claimer struct {
+	s      *Store
+	reqs   chan *claimReq
+	wg     sync.WaitGroup
+	mu     sync.RWMutex
+	closed bool
+}
+
+type claimReq struct {
+	ctx   context.Context
+	id    string
+	lease time.Time
+	ok    bool
+	err   error
+	done  chan struct{}
+}
+
+const claimBatch = 512
+
+func newClaimer(s *Store) *claimer {
+	c := &claimer{s: s, reqs: make(chan *claimReq, claimBatch*4)}
+	c.wg.Add(1)
+	go c.loop()
+	return c
+}
+
+// Claim moves an undispatched notification (accepted, queued or scheduled)
+// to processing with a lease until lease, recording the first dispatch time.
+// It reports false when the notification is in any other state (another
+// consumer claimed it, or it is final). Concurrent claims share one
+// transaction.
+func (s *Store) Claim(ctx context.Context, id string, lease time.Time) (bool, error) {
+	r := &claimReq{ctx: ctx, id: id, lease: lease, done: make(chan struct{})}
+	c := s.claims
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return false, ErrClosed
+	}
+	select {
+	case c.reqs <- r:
+		c.mu.RUnlock()
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return false, ctx.Err()
+	}
+	<-r.done
+	return r.ok, r.err
+}
+
+func (c *claimer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.reqs)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+func (c *claimer) loop() {
+	defer c.wg.Done()
+	batch := make([]*claimReq, 0, claimBatch)
+	for first := range c.reqs {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < claimBatch {
+			select {
+			case r, ok := <-c.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		c.commit(batch)
+	}
+}
+
+func (c *claimer) commit(batch []*claimReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
+		if !sqldb.IsRetryable(err) {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
+	}
+	for _, r := range live {
+		if err != nil {
+			r.ok, r.err = false, fmt.Errorf("claim notification %s: %w", r.id, err)
+		}
+		close(r.done)
+	}
+}
+
+func (c *claimer) write(tx *sql.Tx, batch []*claimReq) error {
+	ctx := context.Background()
+	args := make([]any, 0, len(batch))
+	byID := make(map[string][]*claimReq, len(batch))
+	var lease time.Time
+	for _, r := range batch {
+		r.ok = false
+		if _, dup := byID[r.id]; !dup {
+			args = append(args, r.id)
+		}
+		byID[r.id] = append(byID[r.id], r)
+		if r.lease.After(lease) {
+			lease = r.lease
+		}
+	}
+	q := `SELECT id FROM notifications WHERE id IN (` + sqldb.Placeholders(len(args)) + `) AND status IN ('accepted', 'queued', 'scheduled')`
+	if c.s.db.Dialect == sqldb.MySQL {
+		q += ` FOR UPDATE`
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	var claimed []any
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		claimed = append(claimed, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(claimed) == 0 {
+		return nil
+	}
+	now := sqldb.Now()
+	upd := append([]any{string(domain.MessageProcessing), domain.Millis(lease), now, now}, claimed...)
+	if _, err := tx.ExecContext(ctx, `UPDATE notifications SET status = ?, next_at = ?, updated_at = ?,
+		dispatched_at = CASE WHEN dispatched_at = 0 THEN ? ELSE dispatched_at END
+		WHERE id IN (`+sqldb.Placeholders(len(claimed))+`)`, upd...); err != nil {
+		return err
+	}
+	for _, id := range claimed {
+		// Of several claims of one id in a batch, only the first wins.
+		byID[id.(string)][0].ok = true
+	}
+	return nil
+}
