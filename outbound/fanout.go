@@ -74,10 +74,10 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 	if h.dead.Load() {
 		return
 	}
-	var claimed bool
+	var claimed, resumed bool
 	err = h.urgently(n.Priority == domain.PriorityHigh, func() (err error) {
 		// Claims are group-committed by the store: many messages, one commit.
-		claimed, err = h.store.Claim(ctx, n.ID, now.Add(h.cfg.StaleAfter))
+		claimed, resumed, err = h.store.Claim(ctx, n.ID, now.Add(h.cfg.StaleAfter))
 		return err
 	})
 	if err != nil {
@@ -91,9 +91,9 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 		h.settleLease(l, true, 0) // claimed by another consumer
 		return
 	}
-	// Deliveries can only exist if the message was dispatched before; a
-	// first dispatch skips the lookup of existing rows.
-	resumed := !n.DispatchedAt.IsZero()
+	// Deliveries can only exist if the message was dispatched before (the
+	// claim read that from the database); a first dispatch skips the lookup
+	// of existing rows.
 	st := h.attach(n, true)
 	ok := h.expand(ctx, st, resumed)
 	h.settleLease(l, true, 0)
@@ -105,6 +105,10 @@ func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 // high-priority message is not queued behind the single writer connection;
 // elsewhere it reads the primary, since a replica may lag.
 func (h *Handler) load(ctx context.Context, msg queue.Message) (*messages.Notification, error) {
+	// Accepted by this very process: no read needed.
+	if n := h.store.Take(msg.ID); n != nil && n.AppID == msg.AppID {
+		return n, nil
+	}
 	if h.sql.db.Dialect == sqldb.SQLite && msg.AppID != "" {
 		n, err := h.store.Get(ctx, msg.AppID, msg.ID)
 		if !errors.Is(err, messages.ErrNotFound) {

@@ -25,9 +25,10 @@ type claimer struct {
 type claimReq struct {
 	ctx   context.Context
 	id    string
-	lease time.Time
-	ok    bool
-	err   error
+	lease   time.Time
+	ok      bool
+	resumed bool
+	err     error
 	done  chan struct{}
 }
 
@@ -43,25 +44,28 @@ func newClaimer(s *Store) *claimer {
 // Claim moves an undispatched notification (accepted, queued or scheduled)
 // to processing with a lease until lease, recording the first dispatch time.
 // It reports false when the notification is in any other state (another
-// consumer claimed it, or it is final). Concurrent claims share one
-// transaction.
-func (s *Store) Claim(ctx context.Context, id string, lease time.Time) (bool, error) {
+// consumer claimed it, or it is final). resumed is true when the
+// notification had been dispatched before (its fan-out may have recorded
+// deliveries that must not be sent again); it is read from the database in
+// the claiming transaction, never from a cached copy. Concurrent claims
+// share one transaction.
+func (s *Store) Claim(ctx context.Context, id string, lease time.Time) (ok, resumed bool, err error) {
 	r := &claimReq{ctx: ctx, id: id, lease: lease, done: make(chan struct{})}
 	c := s.claims
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
-		return false, ErrClosed
+		return false, false, ErrClosed
 	}
 	select {
 	case c.reqs <- r:
 		c.mu.RUnlock()
 	case <-ctx.Done():
 		c.mu.RUnlock()
-		return false, ctx.Err()
+		return false, false, ctx.Err()
 	}
 	<-r.done
-	return r.ok, r.err
+	return r.ok, r.resumed, r.err
 }
 
 func (c *claimer) close() {
@@ -130,7 +134,7 @@ func (c *claimer) write(tx *sql.Tx, batch []*claimReq) error {
 	byID := make(map[string][]*claimReq, len(batch))
 	var lease time.Time
 	for _, r := range batch {
-		r.ok = false
+		r.ok, r.resumed = false, false
 		if _, dup := byID[r.id]; !dup {
 			args = append(args, r.id)
 		}
@@ -139,7 +143,7 @@ func (c *claimer) write(tx *sql.Tx, batch []*claimReq) error {
 			lease = r.lease
 		}
 	}
-	q := `SELECT id FROM notifications WHERE id IN (` + sqldb.Placeholders(len(args)) + `) AND status IN ('accepted', 'queued', 'scheduled')`
+	q := `SELECT id, dispatched_at FROM notifications WHERE id IN (` + sqldb.Placeholders(len(args)) + `) AND status IN ('accepted', 'queued', 'scheduled')`
 	if c.s.db.Dialect == sqldb.MySQL {
 		q += ` FOR UPDATE`
 	}
@@ -148,13 +152,16 @@ func (c *claimer) write(tx *sql.Tx, batch []*claimReq) error {
 		return err
 	}
 	var claimed []any
+	dispatched := map[string]bool{}
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
 			rows.Close()
 			return err
 		}
 		claimed = append(claimed, id)
+		dispatched[id] = at != 0
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -172,7 +179,8 @@ func (c *claimer) write(tx *sql.Tx, batch []*claimReq) error {
 	}
 	for _, id := range claimed {
 		// Of several claims of one id in a batch, only the first wins.
-		byID[id.(string)][0].ok = true
+		first := byID[id.(string)][0]
+		first.ok, first.resumed = true, dispatched[id.(string)]
 	}
 	return nil
 }

@@ -35,7 +35,10 @@ func TestClaim(t *testing.T) {
 				wg.Add(1)
 				go func(id string) {
 					defer wg.Done()
-					ok, err := s.Claim(ctx, id, lease)
+					ok, resumed, err := s.Claim(ctx, id, lease)
+					if resumed {
+						t.Error("a first claim reported a resumed dispatch")
+					}
 					if err != nil {
 						t.Error(err)
 					}
@@ -56,11 +59,18 @@ func TestClaim(t *testing.T) {
 		if got.Status != domain.MessageProcessing || got.DispatchedAt.IsZero() || got.NextAt.UnixMilli() != lease.UnixMilli() {
 			t.Fatalf("claimed notification: %+v", got)
 		}
-		if ok, err := s.Claim(ctx, ns[0].ID, lease); ok || err != nil {
+		if ok, _, err := s.Claim(ctx, ns[0].ID, lease); ok || err != nil {
 			t.Fatalf("claim of a processing notification = %v, %v", ok, err)
 		}
-		if ok, err := s.Claim(ctx, "ntf_missing", lease); ok || err != nil {
+		if ok, _, err := s.Claim(ctx, "ntf_missing", lease); ok || err != nil {
 			t.Fatalf("claim of a missing notification = %v, %v", ok, err)
+		}
+		// reconciliation requeues it; the next claim knows it was dispatched before
+		if _, err := s.Transition(ctx, []string{ns[0].ID}, domain.MessageQueued, lease, "", domain.MessageProcessing); err != nil {
+			t.Fatal(err)
+		}
+		if ok, resumed, err := s.Claim(ctx, ns[0].ID, lease); !ok || !resumed || err != nil {
+			t.Fatalf("claim of a requeued notification = %v, %v, %v; want a resumed claim", ok, resumed, err)
 		}
 	})
 }

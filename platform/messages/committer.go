@@ -165,6 +165,8 @@ func (c *committer) commit(batch []*acceptReq) {
 	for _, r := range live {
 		if err != nil {
 			r.err = fmt.Errorf("accept notification: %w", err)
+		} else if r.err == nil && !r.res.Duplicate {
+			c.s.recent.put(r.n)
 		}
 		r.done <- struct{}{}
 	}

@@ -176,6 +176,8 @@ type Store struct {
 	db     *sqldb.DB
 	acc    *committer
 	claims *claimer
+	ops    *opBatcher
+	recent *recent
 }
 
 // Options tune the store.
@@ -207,6 +209,8 @@ func New(db *sqldb.DB, opts Options) *Store {
 	s := &Store{db: db}
 	s.acc = newCommitter(s, opts)
 	s.claims = newClaimer(s)
+	s.ops = newOpBatcher(db)
+	s.recent = newRecent()
 	return s
 }
 
@@ -217,7 +221,13 @@ func (s *Store) DB() *sqldb.DB { return s.db }
 func (s *Store) Close() {
 	s.acc.close()
 	s.claims.close()
+	s.ops.close()
 }
+
+// Take returns a notification this process accepted and nobody has taken
+// yet, without a database read; nil when it is not (or no longer) held. The
+// outbound handler calls it before loading a lane message.
+func (s *Store) Take(id string) *Notification { return s.recent.take(id) }
 
 // Accepted is the answer to an Accept call.
 type Accepted struct {
@@ -347,8 +357,13 @@ func (s *Store) Transition(ctx context.Context, ids []string, to domain.MessageS
 }
 
 // SetDeliveriesTotal records how many deliveries a notification fanned out to.
+// Concurrent calls are group-committed.
 func (s *Store) SetDeliveriesTotal(ctx context.Context, id string, total int) error {
-	_, err := s.db.W.ExecContext(ctx, `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`, total, sqldb.Now(), id)
+	now := sqldb.Now()
+	err := s.ops.do(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(context.Background(), `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`, total, now, id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("set deliveries total of %s: %w", id, err)
 	}

@@ -1,0 +1,135 @@
+package messages
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"time"
+
+	"herald.dev/platform/sqldb"
+)
+
+// opBatcher group-commits small independent writes (one UPDATE each):
+// concurrent callers share one transaction and one fsync. A failed batch is
+// retried after a deadlock; otherwise every caller gets the error.
+type opBatcher struct {
+	db     *sqldb.DB
+	reqs   chan *opReq
+	wg     sync.WaitGroup
+	mu     sync.RWMutex
+	closed bool
+}
+
+type opReq struct {
+	op   func(*sql.Tx) error
+	err  error
+	done chan struct{}
+}
+
+func newOpBatcher(db *sqldb.DB) *opBatcher {
+	b := &opBatcher{db: db, reqs: make(chan *opReq, 4096)}
+	b.wg.Add(1)
+	go b.loop()
+	return b
+}
+
+func (b *opBatcher) do(ctx context.Context, op func(*sql.Tx) error) error {
+	r := &opReq{op: op, done: make(chan struct{})}
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case b.reqs <- r:
+		b.mu.RUnlock()
+	case <-ctx.Done():
+		b.mu.RUnlock()
+		return ctx.Err()
+	}
+	<-r.done
+	return r.err
+}
+
+func (b *opBatcher) close() {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.reqs)
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func (b *opBatcher) loop() {
+	defer b.wg.Done()
+	batch := make([]*opReq, 0, 512)
+	for first := range b.reqs {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case r, ok := <-b.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		var err error
+		for attempt := 0; attempt < 8; attempt++ {
+			err = b.db.Tx(context.Background(), func(tx *sql.Tx) error {
+				for _, r := range batch {
+					if err := r.op(tx); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if !sqldb.IsRetryable(err) {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
+		}
+		for _, r := range batch {
+			r.err = err
+			close(r.done)
+		}
+	}
+}
+
+// recent keeps the notifications this process accepted until the outbound
+// handler takes them (Take), so a dispatch in the same process costs no
+// database read. It is bounded: the oldest entries fall out.
+type recent struct {
+	mu   sync.Mutex
+	m    map[string]*Notification
+	ring []string
+	next int
+}
+
+const recentCap = 16384
+
+func newRecent() *recent { return &recent{m: make(map[string]*Notification, 1024), ring: make([]string, recentCap)} }
+
+func (r *recent) put(n *Notification) {
+	c := *n
+	r.mu.Lock()
+	if old := r.ring[r.next]; old != "" {
+		delete(r.m, old)
+	}
+	r.ring[r.next] = n.ID
+	r.next = (r.next + 1) % len(r.ring)
+	r.m[n.ID] = &c
+	r.mu.Unlock()
+}
+
+func (r *recent) take(id string) *Notification {
+	r.mu.Lock()
+	n := r.m[id]
+	delete(r.m, id)
+	r.mu.Unlock()
+	return n
+}
