@@ -9,9 +9,13 @@ import (
 	"herald.dev/platform/sqldb"
 )
 
-// opBatcher group-commits small independent writes (one UPDATE each):
-// concurrent callers share one transaction and one fsync. A failed batch is
-// retried after a deadlock; otherwise every caller gets the error.
+// opBatcher group-commits independent writes: concurrent callers share one
+// transaction and one fsync. On SQLite every write of the store goes through
+// it (Store.write), so accepts, claims, delivery rows and status changes
+// that arrive together share a commit instead of queueing for the single
+// writer one fsync each. A batch that fails is retried after a deadlock;
+// otherwise each of its operations is retried alone, so one bad operation
+// fails only its own caller.
 type opBatcher struct {
 	db     *sqldb.DB
 	reqs   chan *opReq
@@ -78,26 +82,49 @@ func (b *opBatcher) loop() {
 				break gather
 			}
 		}
-		var err error
-		for attempt := 0; attempt < 8; attempt++ {
-			err = b.db.Tx(context.Background(), func(tx *sql.Tx) error {
-				for _, r := range batch {
-					if err := r.op(tx); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if !sqldb.IsRetryable(err) {
-				break
+		err := b.run(batch)
+		if err != nil && len(batch) > 1 {
+			for _, r := range batch {
+				r.err = b.run([]*opReq{r})
+				close(r.done)
 			}
-			time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
+			continue
 		}
 		for _, r := range batch {
 			r.err = err
 			close(r.done)
 		}
 	}
+}
+
+func (b *opBatcher) run(batch []*opReq) error {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		err = b.db.Tx(context.Background(), func(tx *sql.Tx) error {
+			for _, r := range batch {
+				if err := r.op(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if !sqldb.IsRetryable(err) {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
+	}
+	return err
+}
+
+// write runs op in a write transaction: on SQLite through the shared
+// group-commit loop (one writer, so one commit serves every waiting
+// operation), elsewhere in a transaction of its own (MySQL commits
+// concurrently and groups fsyncs itself). op may run more than once.
+func (s *Store) write(ctx context.Context, op func(*sql.Tx) error) error {
+	if s.db.Dialect == sqldb.SQLite {
+		return s.ops.do(ctx, op)
+	}
+	return s.db.Tx(ctx, op)
 }
 
 // recent keeps the notifications this process accepted until the outbound
@@ -112,7 +139,9 @@ type recent struct {
 
 const recentCap = 16384
 
-func newRecent() *recent { return &recent{m: make(map[string]*Notification, 1024), ring: make([]string, recentCap)} }
+func newRecent() *recent {
+	return &recent{m: make(map[string]*Notification, 1024), ring: make([]string, recentCap)}
+}
 
 func (r *recent) put(n *Notification) {
 	c := *n

@@ -23,13 +23,13 @@ type claimer struct {
 }
 
 type claimReq struct {
-	ctx   context.Context
-	id    string
+	ctx     context.Context
+	id      string
 	lease   time.Time
 	ok      bool
 	resumed bool
 	err     error
-	done  chan struct{}
+	done    chan struct{}
 }
 
 const claimBatch = 512
@@ -114,7 +114,7 @@ func (c *claimer) commit(batch []*claimReq) {
 	}
 	var err error
 	for attempt := 0; attempt < 8; attempt++ {
-		err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
+		err = c.s.write(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
 		if !sqldb.IsRetryable(err) {
 			break
 		}

@@ -181,7 +181,12 @@ func (c *committer) writeTx(batch []*acceptReq) error {
 		for _, r := range batch {
 			r.res, r.err = Accepted{}, nil
 		}
-		err = c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, batch) })
+		err = c.s.write(context.Background(), func(tx *sql.Tx) error {
+			for _, r := range batch {
+				r.res, r.err = Accepted{}, nil
+			}
+			return c.write(tx, batch)
+		})
 		if !sqldb.IsRetryable(err) {
 			return err
 		}

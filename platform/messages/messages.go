@@ -346,11 +346,18 @@ func (s *Store) Transition(ctx context.Context, ids []string, to domain.MessageS
 				args = append(args, string(f))
 			}
 		}
-		res, err := s.db.W.ExecContext(ctx, q, args...)
+		var n int64
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(context.Background(), q, args...)
+			if err != nil {
+				return err
+			}
+			n, _ = res.RowsAffected()
+			return nil
+		})
 		if err != nil {
 			return total, fmt.Errorf("transition notifications to %s: %w", to, err)
 		}
-		n, _ := res.RowsAffected()
 		total += int(n)
 	}
 	return total, nil
@@ -360,7 +367,7 @@ func (s *Store) Transition(ctx context.Context, ids []string, to domain.MessageS
 // Concurrent calls are group-committed.
 func (s *Store) SetDeliveriesTotal(ctx context.Context, id string, total int) error {
 	now := sqldb.Now()
-	err := s.ops.do(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(context.Background(), `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`, total, now, id)
 		return err
 	})
@@ -530,7 +537,7 @@ func (s *Store) SaveDeliveries(ctx context.Context, ds []*Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	return s.db.Tx(ctx, func(tx *sql.Tx) error { return s.saveDeliveriesTx(ctx, tx, ds) })
+	return s.write(ctx, func(tx *sql.Tx) error { return s.saveDeliveriesTx(context.Background(), tx, ds) })
 }
 
 const deliveryBatch = 200
