@@ -56,7 +56,8 @@ type Deps struct {
 // Tuning are internal limits. Zero values take the defaults.
 type Tuning struct {
 	// FanoutSlots is how many fan-outs may run at once per priority, indexed
-	// by Priority.Rank() (default 8 high, 4 medium, 4 low). High never
+	// by Priority.Rank() (default 128 high, 128 medium, 64 low; most fan-outs
+	// are a few recipients and wait mostly on commits). High never
 	// waits for a medium or low slot.
 	FanoutSlots [3]int
 	// SubQueue bounds each per-priority sub-queue of a channel's worker
@@ -103,7 +104,7 @@ type Tuning struct {
 }
 
 func (t *Tuning) defaults(cfg config.Outbound) {
-	def := [3]int{8, 4, 4}
+	def := [3]int{128, 128, 64}
 	for i := range t.FanoutSlots {
 		if t.FanoutSlots[i] <= 0 {
 			t.FanoutSlots[i] = def[i]
