@@ -36,7 +36,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	scen := fs.String("scenarios", "all", "comma list: baseline,accept,rate10k,e2e5k,priority or all")
 	dur := fs.Duration("duration", 10*time.Second, "duration of each load phase")
-	conc := fs.Int("concurrency", 64, "closed-loop concurrency")
+	conc := fs.Int("concurrency", 256, "closed-loop concurrency")
 	group := fs.Int("group-size", 1_000_000, "members of the fan-out group")
 	high := fs.Float64("high-rate", 1000, "high-priority sends per second during the fan-out")
 	dbURL := fs.String("database-url", "", "empty = embedded SQLite; mysql://root@127.0.0.1:3306/ = a fresh database on that server")
