@@ -304,7 +304,7 @@ func (s *Store) Get(ctx context.Context, appID, id string) (*Notification, error
 // Load loads a notification by id alone (for the outbound handler). It reads
 // from the primary, since the handler acts on what was just committed.
 func (s *Store) Load(ctx context.Context, id string) (*Notification, error) {
-	n, err := scanNotification(s.db.W.QueryRowContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE id = ?`, id))
+	n, err := scanNotification(s.readPrimary().QueryRowContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -389,9 +389,10 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int, statuses ...d
 		if !dueStatus[st] {
 			return nil, fmt.Errorf("due notifications: status %q is never due", st)
 		}
-		// The status is inlined (a known constant) so SQLite can use the
-		// partial index that holds only unfinished notifications.
-		rows, err := s.db.W.QueryContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE status = '`+string(st)+`' AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
+		// The condition repeats the partial index's WHERE clause word for
+		// word (SQLite only uses a partial index whose condition appears
+		// verbatim); the status is a known constant.
+		rows, err := s.readPrimary().QueryContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE status IN ('accepted', 'scheduled', 'queued', 'processing') AND status = '`+string(st)+`' AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
 			domain.Millis(now), limit)
 		if err != nil {
 			return nil, fmt.Errorf("due notifications: %w", err)
@@ -599,7 +600,7 @@ func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery
 
 // Deliveries returns every delivery of a notification, oldest first.
 func (s *Store) Deliveries(ctx context.Context, notificationID string) ([]*Delivery, error) {
-	return s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? ORDER BY created_at, id`, notificationID)
+	return s.queryDeliveries(ctx, s.readPrimary(), `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? ORDER BY created_at, id`, notificationID)
 }
 
 // DeliveriesOfApp returns the deliveries of an app's notification (for the query API).
@@ -609,7 +610,7 @@ func (s *Store) DeliveriesOfApp(ctx context.Context, appID, notificationID strin
 
 // GetDelivery loads one delivery.
 func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
-	ds, err := s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE id = ?`, id)
+	ds, err := s.queryDeliveries(ctx, s.readPrimary(), `SELECT `+delivCols+` FROM deliveries WHERE id = ?`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -622,23 +623,25 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*Delivery, error) {
 // DueDeliveries returns non-final deliveries whose next attempt time has
 // passed (the retry sweep), oldest first.
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]*Delivery, error) {
-	var out []*Delivery
-	for _, st := range []domain.DeliveryStatus{domain.DeliveryPending, domain.DeliveryQueued} {
-		// status inlined (a constant): SQLite's partial index covers open rows only
-		ds, err := s.queryDeliveries(ctx, s.db.W, `SELECT `+delivCols+` FROM deliveries WHERE status = '`+string(st)+`' AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
-			domain.Millis(now), limit)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ds...)
+	// The condition repeats the partial index's WHERE clause word for word.
+	return s.queryDeliveries(ctx, s.readPrimary(), `SELECT `+delivCols+` FROM deliveries WHERE status IN ('pending', 'queued') AND next_at > 0 AND next_at <= ? ORDER BY next_at LIMIT ?`,
+		domain.Millis(now), limit)
+}
+
+// readPrimary is the pool for reads that must see every committed write:
+// on SQLite the read pool (WAL readers see all commits, and reading there
+// keeps the single writer free), on MySQL the primary (a replica may lag).
+func (s *Store) readPrimary() *sql.DB {
+	if s.db.Dialect == sqldb.SQLite {
+		return s.db.R
 	}
-	return out, nil
+	return s.db.W
 }
 
 // OpenDeliveries counts the non-final deliveries of a notification.
 func (s *Store) OpenDeliveries(ctx context.Context, notificationID string) (int, error) {
 	var n int
-	err := s.db.W.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`, notificationID).Scan(&n)
+	err := s.readPrimary().QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`, notificationID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count open deliveries of %s: %w", notificationID, err)
 	}
@@ -648,7 +651,7 @@ func (s *Store) OpenDeliveries(ctx context.Context, notificationID string) (int,
 // FinalDeliveryIDs returns the ids of a notification's deliveries that
 // reached a final state (a resumed fan-out skips them).
 func (s *Store) FinalDeliveryIDs(ctx context.Context, notificationID string) (map[string]domain.DeliveryStatus, error) {
-	rows, err := s.db.W.QueryContext(ctx, `SELECT id, status FROM deliveries WHERE notification_id = ? AND status NOT IN ('pending', 'queued')`, notificationID)
+	rows, err := s.readPrimary().QueryContext(ctx, `SELECT id, status FROM deliveries WHERE notification_id = ? AND status NOT IN ('pending', 'queued')`, notificationID)
 	if err != nil {
 		return nil, fmt.Errorf("final deliveries of %s: %w", notificationID, err)
 	}

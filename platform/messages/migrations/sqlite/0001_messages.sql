@@ -21,7 +21,7 @@ CREATE TABLE notifications (
 	error TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX notifications_idem ON notifications(app_id, idem_key) WHERE idem_key IS NOT NULL;
-CREATE INDEX notifications_due ON notifications(status, next_at) WHERE status IN ('accepted', 'scheduled', 'queued', 'processing');
+CREATE INDEX notifications_due ON notifications(next_at) WHERE status IN ('accepted', 'scheduled', 'queued', 'processing');
 CREATE INDEX notifications_app ON notifications(app_id, id);
 CREATE TABLE deliveries (
 	id TEXT PRIMARY KEY,
@@ -42,5 +42,5 @@ CREATE TABLE deliveries (
 	sent_at INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_notification ON deliveries(notification_id);
-CREATE INDEX deliveries_due ON deliveries(status, next_at) WHERE status IN ('pending', 'queued');
+CREATE INDEX deliveries_due ON deliveries(next_at) WHERE status IN ('pending', 'queued');
 CREATE INDEX deliveries_user ON deliveries(app_id, user_id, notification_id);
