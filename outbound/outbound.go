@@ -23,7 +23,6 @@ import (
 	"herald.dev/platform/domain"
 	"herald.dev/platform/messages"
 	"herald.dev/platform/queue"
-	"herald.dev/platform/sqldb"
 )
 
 // Deps are the handler's collaborators and settings.
@@ -83,8 +82,8 @@ type Tuning struct {
 	// smaller transactions let other writers (claims of high-priority
 	// messages) in sooner, larger ones write faster.
 	RecordTxRows int
-	// RecordWriters is how many chunks are written at once (default 1 on
-	// SQLite, which has one writer, and 4 on MySQL).
+	// RecordWriters is how many chunks are written at once (default 4; on
+	// SQLite the store folds concurrent chunks into one transaction).
 	RecordWriters int
 	// GroupBatch is the page size for streaming group members (default 1000).
 	GroupBatch int
@@ -234,10 +233,10 @@ func New(d Deps) (*Handler, error) {
 		retryKick: make(chan struct{}, 1),
 	}
 	if h.tun.RecordWriters <= 0 {
-		h.tun.RecordWriters = 1
-		if d.Store.DB().Dialect == sqldb.MySQL {
-			h.tun.RecordWriters = 4
-		}
+		// Concurrent chunks share commits: on SQLite the store folds writes
+		// that arrive together into one transaction, on MySQL they commit in
+		// parallel.
+		h.tun.RecordWriters = 4
 	}
 	h.tun.defaults(cfg)
 	if h.track == nil {

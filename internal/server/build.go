@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -13,6 +14,7 @@ import (
 	"herald.dev/adapters/registry"
 	"herald.dev/analytics"
 	"herald.dev/analytics/backend"
+	"herald.dev/analytics/sqlstore"
 	"herald.dev/dashboard"
 	"herald.dev/outbound"
 	"herald.dev/platform/auth"
@@ -92,7 +94,20 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 	s.onClose(func() { s.Queue.Close() })
 
 	// Tracker.
-	ab, err := backend.Open(ctx, cfg.Analytics, db)
+	// On embedded SQLite the tracker writes to a database file of its own, so
+	// analytics never queue for the single writer of the message store.
+	adb := db
+	if db.Dialect == sqldb.SQLite && cfg.Analytics.Driver != "cassandra" {
+		adb, err = sqldb.Open(ctx, "sqlite://"+filepath.Join(cfg.DataDir, "analytics.db"), sqldb.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("analytics database: %w", err)
+		}
+		s.onClose(func() { adb.Close() })
+		if _, err := adb.Migrate(ctx, sqlstore.Migrations); err != nil {
+			return nil, fmt.Errorf("migrate analytics database: %w", err)
+		}
+	}
+	ab, err := backend.Open(ctx, cfg.Analytics, adb)
 	if err != nil {
 		return nil, err
 	}
