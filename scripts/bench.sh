@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-short}
 mkdir -p .tmp
 if [ "$mode" = full ]; then
-	args=(--duration 20s --group-size 1000000)
+	args=(--duration 10s --group-size 1000000)
 else
 	args=(--duration 5s --group-size 100000)
 fi
