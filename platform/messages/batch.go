@@ -17,35 +17,50 @@ import (
 // otherwise each of its operations is retried alone, so one bad operation
 // fails only its own caller.
 type opBatcher struct {
-	db     *sqldb.DB
-	reqs   chan *opReq
+	db *sqldb.DB
+	// urgent carries writes someone is waiting on to answer a request or
+	// to start a delivery (accepts, claims); normal carries bookkeeping
+	// (delivery rows, counters, status changes). Each transaction takes every
+	// urgent write first, and normal writes up to a weight cap, so a long
+	// queue of fan-out rows never holds up an API answer or a high-priority
+	// claim by more than one capped transaction.
+	urgent chan *opReq
+	normal chan *opReq
 	wg     sync.WaitGroup
 	mu     sync.RWMutex
 	closed bool
 }
 
 type opReq struct {
-	op   func(*sql.Tx) error
-	err  error
-	done chan struct{}
+	op     func(*sql.Tx) error
+	weight int
+	err    error
+	done   chan struct{}
 }
 
+// batchWeight caps the rows one shared transaction writes.
+const batchWeight = 2048
+
 func newOpBatcher(db *sqldb.DB) *opBatcher {
-	b := &opBatcher{db: db, reqs: make(chan *opReq, 4096)}
+	b := &opBatcher{db: db, urgent: make(chan *opReq, 4096), normal: make(chan *opReq, 4096)}
 	b.wg.Add(1)
 	go b.loop()
 	return b
 }
 
 func (b *opBatcher) do(ctx context.Context, op func(*sql.Tx) error) error {
-	r := &opReq{op: op, done: make(chan struct{})}
+	return b.submit(ctx, b.normal, op, 1)
+}
+
+func (b *opBatcher) submit(ctx context.Context, ch chan *opReq, op func(*sql.Tx) error, weight int) error {
+	r := &opReq{op: op, weight: max(1, weight), done: make(chan struct{})}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
 		return ErrClosed
 	}
 	select {
-	case b.reqs <- r:
+	case ch <- r:
 		b.mu.RUnlock()
 	case <-ctx.Done():
 		b.mu.RUnlock()
@@ -59,7 +74,8 @@ func (b *opBatcher) close() {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
-		close(b.reqs)
+		close(b.urgent)
+		close(b.normal)
 	}
 	b.mu.Unlock()
 	b.wg.Wait()
@@ -68,18 +84,51 @@ func (b *opBatcher) close() {
 func (b *opBatcher) loop() {
 	defer b.wg.Done()
 	batch := make([]*opReq, 0, 512)
-	for first := range b.reqs {
+	urgent, normal := b.urgent, b.normal
+	for urgent != nil || normal != nil {
+		var first *opReq
+		select {
+		case r, ok := <-urgent:
+			if !ok {
+				urgent = nil
+				continue
+			}
+			first = r
+		case r, ok := <-normal:
+			if !ok {
+				normal = nil
+				continue
+			}
+			first = r
+		}
 		batch = append(batch[:0], first)
-	gather:
-		for len(batch) < cap(batch) {
+		weight := first.weight
+	drainUrgent:
+		for urgent != nil {
 			select {
-			case r, ok := <-b.reqs:
+			case r, ok := <-urgent:
 				if !ok {
-					break gather
+					urgent = nil
+					break drainUrgent
 				}
 				batch = append(batch, r)
+				weight += r.weight
 			default:
-				break gather
+				break drainUrgent
+			}
+		}
+	fill:
+		for normal != nil && weight < batchWeight {
+			select {
+			case r, ok := <-normal:
+				if !ok {
+					normal = nil
+					break fill
+				}
+				batch = append(batch, r)
+				weight += r.weight
+			default:
+				break fill
 			}
 		}
 		err := b.run(batch)
@@ -121,10 +170,20 @@ func (b *opBatcher) run(batch []*opReq) error {
 // operation), elsewhere in a transaction of its own (MySQL commits
 // concurrently and groups fsyncs itself). op may run more than once.
 func (s *Store) write(ctx context.Context, op func(*sql.Tx) error) error {
-	if s.db.Dialect == sqldb.SQLite {
-		return s.ops.do(ctx, op)
+	return s.writeWeighted(ctx, op, 1, false)
+}
+
+// writeWeighted is write for an operation of weight rows; urgent ones
+// (someone answers a request or starts a delivery on it) go first.
+func (s *Store) writeWeighted(ctx context.Context, op func(*sql.Tx) error, weight int, urgent bool) error {
+	if s.db.Dialect != sqldb.SQLite {
+		return s.db.Tx(ctx, op)
 	}
-	return s.db.Tx(ctx, op)
+	ch := s.ops.normal
+	if urgent {
+		ch = s.ops.urgent
+	}
+	return s.ops.submit(ctx, ch, op, weight)
 }
 
 // recent keeps the notifications this process accepted until the outbound

@@ -114,7 +114,7 @@ func (c *claimer) commit(batch []*claimReq) {
 	}
 	var err error
 	for attempt := 0; attempt < 8; attempt++ {
-		err = c.s.write(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
+		err = c.s.writeWeighted(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) }, len(live), true)
 		if !sqldb.IsRetryable(err) {
 			break
 		}

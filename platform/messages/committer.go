@@ -181,12 +181,12 @@ func (c *committer) writeTx(batch []*acceptReq) error {
 		for _, r := range batch {
 			r.res, r.err = Accepted{}, nil
 		}
-		err = c.s.write(context.Background(), func(tx *sql.Tx) error {
+		err = c.s.writeWeighted(context.Background(), func(tx *sql.Tx) error {
 			for _, r := range batch {
 				r.res, r.err = Accepted{}, nil
 			}
 			return c.write(tx, batch)
-		})
+		}, len(batch), true)
 		if !sqldb.IsRetryable(err) {
 			return err
 		}

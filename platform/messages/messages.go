@@ -538,7 +538,7 @@ func (s *Store) SaveDeliveries(ctx context.Context, ds []*Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *sql.Tx) error { return s.saveDeliveriesTx(context.Background(), tx, ds) })
+	return s.writeWeighted(ctx, func(tx *sql.Tx) error { return s.saveDeliveriesTx(context.Background(), tx, ds) }, len(ds), false)
 }
 
 const deliveryBatch = 200
