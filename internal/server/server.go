@@ -123,7 +123,7 @@ func (s *Server) Serve(ctx context.Context, opts Options) error {
 			}
 		}()
 	}
-	s.Logf("herald %s serving targets=%s on %s (database %s, queue %s)", s.Config.Targets, s.targetList(), s.Addr, s.DB.Name, s.Config.Queue.Driver)
+	s.Logf("herald %s serving targets=%s on %s (database %s, queue %s)", opts.Version, s.targetList(), s.Addr, s.DB.Name, s.Config.Queue.Driver)
 	if opts.Ready != nil {
 		opts.Ready(s)
 	}
