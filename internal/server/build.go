@@ -61,7 +61,7 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	for _, m := range applied {
-		s.Logf("migrated %s to %d (%s)", m.Component, m.Version, m.Name)
+		s.Infof("migrated %s to %d (%s)", m.Component, m.Version, m.Name)
 	}
 	if err := db.CheckAll(ctx); err != nil {
 		return nil, err

@@ -76,8 +76,16 @@ type Server struct {
 	ready   sync.WaitGroup
 }
 
-// Logf logs a line.
+// Logf logs a line about a problem; it is always printed.
 func (s *Server) Logf(format string, args ...any) { s.logger.Printf(format, args...) }
+
+// Infof logs a routine line (start-up, migrations, shutdown); log_level warn
+// or error silences it.
+func (s *Server) Infof(format string, args ...any) {
+	if s.Config.LogLevel == "" || s.Config.LogLevel == "info" || s.Config.LogLevel == "debug" {
+		s.logger.Printf(format, args...)
+	}
+}
 
 // Run starts the configured targets and blocks until ctx ends, then shuts
 // down gracefully: stop accepting requests, finish in-flight requests and
@@ -123,7 +131,7 @@ func (s *Server) Serve(ctx context.Context, opts Options) error {
 			}
 		}()
 	}
-	s.Logf("herald %s serving targets=%s on %s (database %s, queue %s)", opts.Version, s.targetList(), s.Addr, s.DB.Name, s.Config.Queue.Driver)
+	s.Infof("herald %s serving targets=%s on %s (database %s, queue %s)", opts.Version, s.targetList(), s.Addr, s.DB.Name, s.Config.Queue.Driver)
 	if opts.Ready != nil {
 		opts.Ready(s)
 	}
@@ -133,7 +141,7 @@ func (s *Server) Serve(ctx context.Context, opts Options) error {
 	case runErr = <-errc:
 		s.Logf("fatal: %v", runErr)
 	}
-	s.Logf("shutting down")
+	s.Infof("shutting down")
 	if s.App != nil {
 		if err := s.App.ShutdownWithTimeout(30 * time.Second); err != nil {
 			s.Logf("http shutdown: %v", err)
@@ -142,7 +150,7 @@ func (s *Server) Serve(ctx context.Context, opts Options) error {
 	cancelRun()
 	wg.Wait()
 	s.close()
-	s.Logf("stopped")
+	s.Infof("stopped")
 	return runErr
 }
 

@@ -298,6 +298,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("smtp.tls %q: want starttls, require, implicit or none", c.SMTP.TLS)
 	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
 	switch c.Analytics.Driver {
 	case "sql", "cassandra":
 	default:
