@@ -283,7 +283,11 @@ func scanNotification(r scanner) (*Notification, error) {
 	n.SendAt, n.ExpiresAt, n.NextAt = domain.FromMillis(sendAt), domain.FromMillis(expiresAt), domain.FromMillis(nextAt)
 	n.CreatedAt, n.UpdatedAt = domain.FromMillis(created), domain.FromMillis(updated)
 	n.DispatchedAt, n.CompletedAt = domain.FromMillis(dispatched), domain.FromMillis(completed)
-	if err := json.Unmarshal([]byte(payload), &n.Payload); err != nil {
+	// Numbers stay json.Number, as the API decoded them: integers above
+	// 2^53 keep every digit when a notification is read back.
+	dec := json.NewDecoder(strings.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&n.Payload); err != nil {
 		return nil, fmt.Errorf("decode payload of %s: %w", n.ID, err)
 	}
 	return &n, nil

@@ -2,6 +2,7 @@ package messages_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -20,7 +21,7 @@ func newNotif(app string) *messages.Notification {
 	return &messages.Notification{
 		ID: ids.New("ntf"), AppID: app, Status: domain.MessageAccepted, Priority: domain.PriorityMedium,
 		Kind: domain.KindNotice, Category: "billing", TemplateCode: "welcome", TemplateVersion: 2,
-		Payload: messages.Payload{Data: map[string]any{"name": "Ada"}, Recipients: []domain.Recipient{{UserID: "u1"}}},
+		Payload: messages.Payload{Data: map[string]any{"name": "Ada", "big": json.Number("9007199254740993")}, Recipients: []domain.Recipient{{UserID: "u1"}}},
 		NextAt:  now.Add(time.Minute), CreatedAt: now, UpdatedAt: now,
 	}
 }
@@ -43,6 +44,9 @@ func TestStore(t *testing.T) {
 			}
 			if got.TemplateVersion != 2 || got.Payload.Data["name"] != "Ada" || got.Payload.Recipients[0].UserID != "u1" {
 				t.Fatalf("round trip lost data: %+v", got)
+			}
+			if got.Payload.Data["big"] != json.Number("9007199254740993") {
+				t.Fatalf("a large integer lost digits: %v", got.Payload.Data["big"])
 			}
 			if _, err := s.Get(ctx, "app_b", n.ID); !errors.Is(err, messages.ErrNotFound) {
 				t.Fatalf("other app reads notification: %v", err)
