@@ -74,13 +74,20 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 
 func sqliteDSN(path string, readOnly bool) string {
 	q := url.Values{}
+	// The page cache is per connection: 32 MB for the one writer, 4 MB for
+	// each reader (readers share the OS page cache), so nine connections do
+	// not hold 300 MB between them.
+	cache := "cache_size(-32000)"
+	if readOnly {
+		cache = "cache_size(-4000)"
+	}
 	for _, p := range []string{
 		"journal_mode(WAL)",
 		"synchronous(FULL)",
 		"busy_timeout(10000)",
 		"foreign_keys(ON)",
 		"temp_store(MEMORY)",
-		"cache_size(-32000)",
+		cache,
 	} {
 		q.Add("_pragma", p)
 	}
