@@ -307,7 +307,7 @@ func (f *fan) has(id string) bool {
 	if f.existing == nil {
 		return false
 	}
-	k, ok := idKey(id)
+	k, ok := messages.DeliveryKey(id)
 	return ok && f.existing[k]
 }
 
@@ -426,6 +426,3 @@ func (f *fan) page() error {
 	f.rows, f.events, f.jobs = nil, nil, nil
 	return nil
 }
-
-// idKey turns a delivery id into a compact map key.
-func idKey(id string) ([12]byte, bool) { return messages.DeliveryKey(id) }

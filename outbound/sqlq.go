@@ -90,7 +90,7 @@ func (s sqlq) existing(ctx context.Context, notificationID string) (existingRows
 		if err := rows.Scan(&id, &st); err != nil {
 			return out, err
 		}
-		if k, ok := idKey(id); ok {
+		if k, ok := messages.DeliveryKey(id); ok {
 			out.ids[k] = true
 		}
 		if !domain.DeliveryStatus(st).Final() {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"herald.dev/platform/domain"
 	"herald.dev/platform/httpx"
 	"herald.dev/platform/sqldb"
@@ -347,7 +345,7 @@ func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	var err error
 	for attempt := 0; attempt < 12; attempt++ {
 		err = s.db.Tx(ctx, fn)
-		if !isDeadlock(err) {
+		if !sqldb.IsRetryable(err) {
 			return err
 		}
 		// growing, jittered waits so racing writers stop colliding
@@ -359,11 +357,6 @@ func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		}
 	}
 	return err
-}
-
-func isDeadlock(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 func clampLimit(n int) int {

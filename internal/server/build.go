@@ -205,7 +205,7 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		if err != nil {
 			return nil, err
 		}
-		dash, err := dashboard.New(dashboard.Options{API: inProcessAPI{app}, CookieKey: cookieKey, BasePath: "/admin", Logf: s.Logf})
+		dash, err := dashboard.New(dashboard.Options{API: dashboard.InProcess(app), CookieKey: cookieKey, BasePath: "/admin", Logf: s.Logf})
 		if err != nil {
 			return nil, err
 		}

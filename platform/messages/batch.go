@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"sync"
-	"time"
 
 	"herald.dev/platform/sqldb"
 )
@@ -147,22 +146,14 @@ func (b *opBatcher) loop() {
 }
 
 func (b *opBatcher) run(batch []*opReq) error {
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		err = b.db.Tx(context.Background(), func(tx *sql.Tx) error {
-			for _, r := range batch {
-				if err := r.op(tx); err != nil {
-					return err
-				}
+	return b.db.TxRetry(context.Background(), func(tx *sql.Tx) error {
+		for _, r := range batch {
+			if err := r.op(tx); err != nil {
+				return err
 			}
-			return nil
-		})
-		if !sqldb.IsRetryable(err) {
-			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
-	}
-	return err
+		return nil
+	})
 }
 
 // write runs op in a write transaction: on SQLite through the shared
@@ -177,7 +168,7 @@ func (s *Store) write(ctx context.Context, op func(*sql.Tx) error) error {
 // (someone answers a request or starts a delivery on it) go first.
 func (s *Store) writeWeighted(ctx context.Context, op func(*sql.Tx) error, weight int, urgent bool) error {
 	if s.db.Dialect != sqldb.SQLite {
-		return s.db.Tx(ctx, op)
+		return s.db.TxRetry(ctx, op)
 	}
 	ch := s.ops.normal
 	if urgent {

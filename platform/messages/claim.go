@@ -112,14 +112,7 @@ func (c *claimer) commit(batch []*claimReq) {
 	if len(live) == 0 {
 		return
 	}
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		err = c.s.writeWeighted(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) }, len(live), true)
-		if !sqldb.IsRetryable(err) {
-			break
-		}
-		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
-	}
+	err := c.s.writeWeighted(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) }, len(live), true)
 	for _, r := range live {
 		if err != nil {
 			r.ok, r.err = false, fmt.Errorf("claim notification %s: %w", r.id, err)

@@ -172,27 +172,16 @@ func (c *committer) commit(batch []*acceptReq) {
 	}
 }
 
-// writeTx writes a batch in one transaction, retrying it after a deadlock
-// or lock timeout (concurrent committers on MySQL can deadlock on the
+// writeTx writes a batch in one transaction (retried after a deadlock or
+// lock timeout: concurrent committers on MySQL can deadlock on the
 // idempotency index).
 func (c *committer) writeTx(batch []*acceptReq) error {
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
+	return c.s.writeWeighted(context.Background(), func(tx *sql.Tx) error {
 		for _, r := range batch {
 			r.res, r.err = Accepted{}, nil
 		}
-		err = c.s.writeWeighted(context.Background(), func(tx *sql.Tx) error {
-			for _, r := range batch {
-				r.res, r.err = Accepted{}, nil
-			}
-			return c.write(tx, batch)
-		}, len(batch), true)
-		if !sqldb.IsRetryable(err) {
-			return err
-		}
-		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
-	}
-	return err
+		return c.write(tx, batch)
+	}, len(batch), true)
 }
 
 // write inserts the batch's new rows and resolves idempotency keys.

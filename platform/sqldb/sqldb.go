@@ -302,3 +302,21 @@ func IsRetryable(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
 }
+
+// TxRetry is Tx that runs fn again after a deadlock or lock timeout
+// (IsRetryable), up to eight attempts with short growing pauses. fn must be
+// safe to run more than once.
+func (db *DB) TxRetry(ctx context.Context, fn func(*sql.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		if err = db.Tx(ctx, fn); !IsRetryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Millisecond):
+		}
+	}
+	return err
+}
