@@ -37,6 +37,9 @@ type Options struct {
 	Out         io.Writer
 	// KeepDir keeps the server's data directory.
 	KeepDir bool
+	// ProfileDir, when set, receives a CPU profile of the server for each
+	// scenario (<scenario>.pprof), taken from its /debug/pprof endpoint.
+	ProfileDir string
 }
 
 // Report collects the figures of one run.
@@ -201,6 +204,55 @@ func (s *server) stats() (benchStats, error) {
 		return st, fmt.Errorf("/debug/bench: HTTP %d (is HERALD_BENCH=1 honoured?)", code)
 	}
 	return st, json.Unmarshal(body, &st)
+}
+
+// profile starts a CPU profile of the server that runs until the returned
+// function is called, and writes it to dir/name.pprof. With dir empty it
+// does nothing.
+func (s *server) profile(dir, name string) func() error {
+	if dir == "" {
+		return func() error { return nil }
+	}
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	stop := make(chan struct{})
+	go func() {
+		// A pprof CPU profile covers a fixed number of seconds, so the
+		// phase is profiled in 5-second slices (the last one may run past
+		// its end); `go tool pprof` merges the files given together.
+		var all [][]byte
+		for {
+			code, b, err := NewClient(s.addr, "", 1).Do("GET", "/debug/pprof/profile?seconds=5", nil, "")
+			if err != nil || code != 200 {
+				done <- result{err: fmt.Errorf("cpu profile: %d %v", code, err)}
+				return
+			}
+			all = append(all, b)
+			select {
+			case <-stop:
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					done <- result{err: err}
+					return
+				}
+				for i, b := range all {
+					if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%02d.pprof", name, i)), b, 0o644); err != nil {
+						done <- result{err: err}
+						return
+					}
+				}
+				done <- result{}
+				return
+			default:
+			}
+		}
+	}()
+	return func() error {
+		close(stop)
+		return (<-done).err
+	}
 }
 
 func (s *server) reset() error {

@@ -67,8 +67,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	measure := func(name string, f func() error) error {
 		before, _ := ReadProc(pid)
 		t := time.Now()
+		stopProfile := s.profile(o.ProfileDir, name)
 		err := f()
 		after, _ := ReadProc(pid)
+		if perr := stopProfile(); perr != nil {
+			o.logf("%s: %v", name, perr)
+		}
 		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
 		rep.PeakRSSMB = float64(after.PeakKB) / 1024
 		return err
@@ -123,7 +127,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if has(o.Scenarios, "priority") {
+		stopProfile := s.profile(o.ProfileDir, "priority")
 		pr, err := o.priority(ctx, s, pid)
+		if perr := stopProfile(); perr != nil {
+			o.logf("priority: %v", perr)
+		}
 		rep.Priority = pr
 		if err != nil {
 			return rep, err

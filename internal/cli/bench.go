@@ -42,6 +42,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	dbURL := fs.String("database-url", "", "empty = embedded SQLite; mysql://root@127.0.0.1:3306/ = a fresh database on that server")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	keep := fs.Bool("keep", false, "keep the server's data directory")
+	profile := fs.String("profile", "", "write a CPU profile of the server for each scenario into this directory (go tool pprof FILE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,7 +50,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	rep, err := bench.Run(ctx, bench.Options{
 		DatabaseURL: *dbURL, Scenarios: strings.Split(*scen, ","), Duration: *dur, Concurrency: *conc,
-		GroupSize: *group, HighRate: *high, Out: stdout, KeepDir: *keep,
+		GroupSize: *group, HighRate: *high, Out: stdout, KeepDir: *keep, ProfileDir: *profile,
 	})
 	if rep != nil && *jsonOut != "" {
 		if werr := os.WriteFile(*jsonOut, rep.JSON(), 0o644); werr != nil && err == nil {
