@@ -18,7 +18,7 @@ type Options struct {
 	// BufferSize bounds the events held in memory waiting for a flush
 	// (default 65536). When it is full, Track drops and counts.
 	BufferSize int
-	// BatchSize is the most events one WriteEvents call carries (default 500).
+	// BatchSize is the most events one WriteEvents call carries (default 2048).
 	BatchSize int
 	// FlushInterval is the longest an event waits before a flush (default 100ms).
 	FlushInterval time.Duration
@@ -40,7 +40,7 @@ func (o *Options) defaults() {
 		o.BufferSize = 65536
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 500
+		o.BatchSize = 2048
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 100 * time.Millisecond

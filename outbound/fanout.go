@@ -280,13 +280,12 @@ func (h *Handler) expand(ctx context.Context, st *msgState, resumed bool) bool {
 	if h.dead.Load() {
 		return false
 	}
-	if f.total > 0 {
-		err := h.urgently(st.high(), func() error { return h.store.SetDeliveriesTotal(ctx, n.ID, f.total) })
-		if err != nil {
-			h.logf("outbound: record fan-out of %s: %v", n.ID, err)
-			return false
-		}
-	}
+	// The total is recorded with the completion (one write instead of
+	// two), or before the completion check when open rows remain; a crash
+	// before then resumes the fan-out, which counts again.
+	st.mu.Lock()
+	st.total = f.total
+	st.mu.Unlock()
 	return true
 }
 

@@ -29,7 +29,8 @@ type msgState struct {
 	// deliveries the retry sweeper picked up.
 	owned      bool
 	fanning    bool
-	fanoutDone bool // the fan-out finished and DeliveriesTotal is recorded
+	fanoutDone bool // the fan-out finished; total is its delivery count
+	total      int  // written with the completion (or before a database completion check)
 	// outstanding counts deliveries held in memory: in a pool, being sent,
 	// waiting for their outcome's flush, or on a retry timer.
 	outstanding int
@@ -421,26 +422,41 @@ func (c *completer) apply(batch []compItem) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var doneIDs []string
+	var done []messages.Completion
 	var doneStates []*msgState
 	for _, it := range batch {
 		switch it.act {
 		case actDone:
-			doneIDs = append(doneIDs, it.st.n.ID)
+			done = append(done, messages.Completion{ID: it.st.n.ID, Total: it.st.total})
 			doneStates = append(doneStates, it.st)
 		case actRelease:
+			if st := it.st; st.fanoutDone && st.total > 0 {
+				// A finished fan-out whose sends were cut off: with its
+				// total recorded, reconciliation need not count it again.
+				if err := h.store.SetDeliveriesTotal(ctx, st.n.ID, st.total); err != nil {
+					h.logf("outbound: record fan-out of %s: %v", st.n.ID, err)
+				}
+			}
 			if err := h.store.Snooze(ctx, []string{it.st.n.ID}, it.st.releaseAt); err != nil {
 				h.logf("outbound: release lease of %s: %v", it.st.n.ID, err)
 			}
 		case actCheck:
+			if st := it.st; st.owned && st.fanoutDone && st.total > 0 {
+				// Open rows were left to the retry sweeper: the total must
+				// be durable before anyone decides completion from it.
+				if err := h.store.SetDeliveriesTotal(ctx, st.n.ID, st.total); err != nil {
+					h.logf("outbound: record fan-out of %s: %v (reconciliation resumes it)", st.n.ID, err)
+					continue
+				}
+			}
 			if err := h.durableCheck(ctx, it.st.n.ID); err != nil {
 				h.logf("outbound: completion check of %s: %v", it.st.n.ID, err)
 			}
 		}
 	}
-	if len(doneIDs) > 0 {
-		if _, err := h.store.Transition(ctx, doneIDs, domain.MessageDone, time.Time{}, "", domain.MessageProcessing); err != nil {
-			h.logf("outbound: mark %d notifications done: %v (reconciliation will retry)", len(doneIDs), err)
+	if len(done) > 0 {
+		if _, err := h.store.Complete(ctx, done); err != nil {
+			h.logf("outbound: mark %d notifications done: %v (reconciliation will retry)", len(done), err)
 			return
 		}
 		now := h.now()

@@ -8,9 +8,12 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +46,9 @@ const MaxTrace = 10000
 
 // Store implements analytics.Sink and analytics.Sweeper.
 type Store struct {
-	db *sqldb.DB
+	db      *sqldb.DB
+	events  *sqldb.Sized
+	rollups *sqldb.Sized
 }
 
 var (
@@ -52,13 +57,33 @@ var (
 )
 
 // New returns a store on a migrated database.
-func New(db *sqldb.DB) *Store { return &Store{db: db} }
+func New(db *sqldb.DB) *Store {
+	var suffix string
+	if db.Dialect == sqldb.MySQL {
+		suffix = ` ON DUPLICATE KEY UPDATE events = events + VALUES(events), latency_sum = latency_sum + VALUES(latency_sum),
+			latency_n = latency_n + VALUES(latency_n), latency_max = GREATEST(latency_max, VALUES(latency_max))`
+	} else {
+		suffix = ` ON CONFLICT(app_id, bucket, bucket_start, type, channel, category) DO UPDATE SET
+			events = events + excluded.events, latency_sum = latency_sum + excluded.latency_sum,
+			latency_n = latency_n + excluded.latency_n, latency_max = MAX(latency_max, excluded.latency_max)`
+	}
+	s := &Store{
+		db: db,
+		events: sqldb.NewSized(eventChunk, sqldb.Rows(`INSERT INTO analytics_events (app_id, notification_id, delivery_id, user_id, channel, category, priority, type, error, at, latency_ms, more, more_n) VALUES `,
+			"("+sqldb.Placeholders(eventCols)+")", "")),
+		rollups: sqldb.NewSized(rollupChunk, sqldb.Rows(`INSERT INTO analytics_rollups (app_id, bucket, bucket_start, type, channel, category, events, latency_sum, latency_n, latency_max) VALUES `,
+			"("+sqldb.Placeholders(rollupCols)+")", suffix)),
+	}
+	// Preparing only saves compiling: the same texts run unprepared if it fails.
+	_ = db.Prepare(context.Background(), append(s.events.Texts(), s.rollups.Texts()...)...)
+	return s
+}
 
 const (
-	eventCols     = 11
-	eventChunk    = 400
+	eventCols     = 13
+	eventChunk    = 512
 	rollupCols    = 10
-	rollupChunk   = 300
+	rollupChunk   = 256
 	sweepChunk    = 5000
 	deadlockTries = 5
 )
@@ -101,59 +126,144 @@ func transient(err error) bool {
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
-func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []contracts.Event) error {
-	row := "(" + sqldb.Placeholders(eventCols) + ")"
-	for off := 0; off < len(evs); off += eventChunk {
-		chunk := evs[off:min(off+eventChunk, len(evs))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO analytics_events (app_id, notification_id, delivery_id, user_id, channel, category, priority, type, error, at, latency_ms) VALUES `)
-		args := make([]any, 0, len(chunk)*eventCols)
-		for i, e := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
+// A pack is the row of one event plus, in "more", further events of the
+// same notification from the same batch and the same second (so the
+// retention sweep can tell when all of them are old). Packs are capped so
+// one row stays a few tens of kilobytes.
+const (
+	packEvents = 256
+	packBytes  = 32 << 10
+)
+
+type packRow struct {
+	first contracts.Event
+	more  []byte
+	n     int
+}
+
+// pack groups a batch's events by notification (keeping their order) into
+// rows: a notification with one event in the batch gets a plain row, a
+// fan-out's page of deliveries a few packed rows.
+func pack(evs []contracts.Event) []packRow {
+	type key struct {
+		app, ntf string
+		sec      int64
+	}
+	idx := make(map[key]int, len(evs))
+	var rows []packRow
+	for i := range evs {
+		e := &evs[i]
+		k := key{e.AppID, e.NotificationID, e.At.Unix()}
+		j, ok := idx[k]
+		if ok && e.NotificationID != "" && rows[j].n < packEvents && len(rows[j].more) < packBytes {
+			r := &rows[j]
+			if r.n == 0 {
+				r.more = append(r.more, '[')
+			} else {
+				r.more = append(r.more, ',')
 			}
-			b.WriteString(row)
-			args = append(args, e.AppID, e.NotificationID, e.DeliveryID, e.UserID, string(e.Channel), e.Category,
-				string(e.Priority), e.Type, e.Error, e.At.UnixMilli(), e.LatencyMS)
+			r.more = appendPacked(r.more, e)
+			r.n++
+			continue
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("insert events: %w", err)
+		idx[k] = len(rows)
+		rows = append(rows, packRow{first: *e})
+	}
+	for i := range rows {
+		if rows[i].n > 0 {
+			rows[i].more = append(rows[i].more, ']')
 		}
 	}
-	return nil
+	return rows
+}
+
+func appendPacked(b []byte, e *contracts.Event) []byte {
+	b = append(b, '[')
+	for i, f := range [...]string{e.DeliveryID, e.UserID, string(e.Channel), e.Category, string(e.Priority), e.Type, e.Error} {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, f)
+	}
+	b = append(b, ',')
+	b = strconv.AppendInt(b, e.At.UnixMilli(), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, e.LatencyMS, 10)
+	return append(b, ']')
+}
+
+// appendJSONString quotes s as a JSON string: plain ASCII directly, the
+// rest through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// unpack decodes the "more" column of a row.
+func unpack(appID, notificationID, more string) ([]contracts.Event, error) {
+	var raw [][9]json.RawMessage
+	if err := json.Unmarshal([]byte(more), &raw); err != nil {
+		return nil, err
+	}
+	out := make([]contracts.Event, 0, len(raw))
+	for _, r := range raw {
+		var f [7]string
+		for i := range f {
+			if err := json.Unmarshal(r[i], &f[i]); err != nil {
+				return nil, err
+			}
+		}
+		var at int64
+		e := contracts.Event{AppID: appID, NotificationID: notificationID, DeliveryID: f[0], UserID: f[1],
+			Channel: domain.Channel(f[2]), Category: f[3], Priority: domain.Priority(f[4]), Type: f[5], Error: f[6]}
+		if err := json.Unmarshal(r[7], &at); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(r[8], &e.LatencyMS); err != nil {
+			return nil, err
+		}
+		e.At = time.UnixMilli(at).UTC()
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []contracts.Event) error {
+	rows := pack(evs)
+	return s.events.Each(len(rows), func(q string, start, end int) error {
+		args := make([]any, 0, (end-start)*eventCols)
+		for _, r := range rows[start:end] {
+			e := &r.first
+			args = append(args, e.AppID, e.NotificationID, e.DeliveryID, e.UserID, string(e.Channel), e.Category,
+				string(e.Priority), e.Type, e.Error, e.At.UnixMilli(), e.LatencyMS, string(r.more), r.n)
+		}
+		if _, err := s.db.Exec(ctx, tx, q, args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		return nil
+	})
 }
 
 func (s *Store) upsertRollups(ctx context.Context, tx *sql.Tx, deltas []analytics.RollupDelta) error {
-	var suffix string
-	if s.db.Dialect == sqldb.MySQL {
-		suffix = ` ON DUPLICATE KEY UPDATE events = events + VALUES(events), latency_sum = latency_sum + VALUES(latency_sum),
-			latency_n = latency_n + VALUES(latency_n), latency_max = GREATEST(latency_max, VALUES(latency_max))`
-	} else {
-		suffix = ` ON CONFLICT(app_id, bucket, bucket_start, type, channel, category) DO UPDATE SET
-			events = events + excluded.events, latency_sum = latency_sum + excluded.latency_sum,
-			latency_n = latency_n + excluded.latency_n, latency_max = MAX(latency_max, excluded.latency_max)`
-	}
-	row := "(" + sqldb.Placeholders(rollupCols) + ")"
-	for off := 0; off < len(deltas); off += rollupChunk {
-		chunk := deltas[off:min(off+rollupChunk, len(deltas))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO analytics_rollups (app_id, bucket, bucket_start, type, channel, category, events, latency_sum, latency_n, latency_max) VALUES `)
-		args := make([]any, 0, len(chunk)*rollupCols)
-		for i, d := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(row)
+	return s.rollups.Each(len(deltas), func(q string, start, end int) error {
+		args := make([]any, 0, (end-start)*rollupCols)
+		for _, d := range deltas[start:end] {
 			k := d.Key
 			args = append(args, k.AppID, string(k.Bucket), k.Start.UnixMilli(), k.Type, k.Channel, k.Category,
 				d.Events, d.LatencySum, d.LatencyN, d.LatencyMax)
 		}
-		b.WriteString(suffix)
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		if _, err := s.db.Exec(ctx, tx, q, args...); err != nil {
 			return fmt.Errorf("upsert rollups: %w", err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Summary implements analytics.Sink from the rollups: daily rows for the
@@ -225,7 +335,7 @@ func (s *Store) Series(ctx context.Context, appID string, from, to time.Time, bu
 
 // Events implements analytics.Sink (at most MaxTrace events, oldest first).
 func (s *Store) Events(ctx context.Context, appID, notificationID string) ([]contracts.Event, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT delivery_id, user_id, channel, category, priority, type, error, at, latency_ms
+	rows, err := s.db.R.QueryContext(ctx, `SELECT delivery_id, user_id, channel, category, priority, type, error, at, latency_ms, COALESCE(more, '')
 		FROM analytics_events WHERE app_id = ? AND notification_id = ? ORDER BY at, id LIMIT ?`, appID, notificationID, MaxTrace)
 	if err != nil {
 		return nil, fmt.Errorf("notification %s events: %w", notificationID, err)
@@ -234,16 +344,32 @@ func (s *Store) Events(ctx context.Context, appID, notificationID string) ([]con
 	out := []contracts.Event{}
 	for rows.Next() {
 		e := contracts.Event{AppID: appID, NotificationID: notificationID}
-		var ch, prio string
+		var ch, prio, more string
 		var at int64
-		if err := rows.Scan(&e.DeliveryID, &e.UserID, &ch, &e.Category, &prio, &e.Type, &e.Error, &at, &e.LatencyMS); err != nil {
+		if err := rows.Scan(&e.DeliveryID, &e.UserID, &ch, &e.Category, &prio, &e.Type, &e.Error, &at, &e.LatencyMS, &more); err != nil {
 			return nil, fmt.Errorf("notification %s events: %w", notificationID, err)
 		}
 		e.Channel, e.Priority, e.At = domain.Channel(ch), domain.Priority(prio), time.UnixMilli(at).UTC()
 		out = append(out, e)
+		if more != "" {
+			evs, err := unpack(appID, notificationID, more)
+			if err != nil {
+				return nil, fmt.Errorf("notification %s events: decode a pack: %w", notificationID, err)
+			}
+			out = append(out, evs...)
+		}
+		if len(out) >= MaxTrace {
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("notification %s events: %w", notificationID, err)
+	}
+	// A pack holds events of several moments: order by time, keeping the
+	// tracked order among equal times.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	if len(out) > MaxTrace {
+		out = out[:MaxTrace]
 	}
 	return out, nil
 }
@@ -255,6 +381,9 @@ func (s *Store) Events(ctx context.Context, appID, notificationID string) ([]con
 // enough, and stops at the first chunk with none: no index on the time is
 // needed and writers are held up for one chunk at a time. Rollups are kept,
 // so reports over old ranges stay available.
+// sweepOld selects rows whose every event is before the cutoff (bound twice).
+const sweepOld = `at < ? AND (more_n = 0 OR at - (at % 1000) + 1000 <= ?)`
+
 func (s *Store) Sweep(ctx context.Context, before time.Time) (int64, error) {
 	cutoff := before.UnixMilli()
 	var total int64
@@ -269,13 +398,19 @@ func (s *Store) Sweep(ctx context.Context, before time.Time) (int64, error) {
 			if err != nil || !hi.Valid {
 				return err
 			}
-			res, err := tx.ExecContext(ctx, `DELETE FROM analytics_events WHERE id >= ? AND id <= ? AND at < ?`, lo.Int64, hi.Int64, cutoff)
-			if err != nil {
+			// Count the events (a packed row holds 1 + more_n) before deleting.
+			var events sql.NullInt64
+			// A pack's events share its first event's second: it goes once
+			// that whole second is before the cutoff.
+			if err := tx.QueryRowContext(ctx, `SELECT SUM(1 + more_n) FROM analytics_events WHERE id >= ? AND id <= ? AND `+sweepOld,
+				lo.Int64, hi.Int64, cutoff, cutoff).Scan(&events); err != nil {
 				return err
 			}
-			n, err = res.RowsAffected()
-			last = hi.Int64
-			return err
+			if _, err := tx.ExecContext(ctx, `DELETE FROM analytics_events WHERE id >= ? AND id <= ? AND `+sweepOld, lo.Int64, hi.Int64, cutoff, cutoff); err != nil {
+				return err
+			}
+			n, last = events.Int64, hi.Int64
+			return nil
 		})
 		if err != nil {
 			return total, fmt.Errorf("sweep analytics events: %w", err)

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -160,3 +161,74 @@ func BenchmarkWriteEvents(b *testing.B) {
 }
 
 var benchBatch = 500
+
+// A fan-out's events arrive in one batch: they are stored in packed rows and
+// read back complete, in order, with every field; the sweep counts events,
+// not rows.
+func TestPackedEvents(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := sqlstore.New(db)
+		app := ids.New("app")
+		big, small := ids.New("ntf"), ids.New("ntf")
+		at := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
+		var evs []contracts.Event
+		const n = 1000
+		for i := 0; i < n; i++ {
+			e := contracts.Event{AppID: app, NotificationID: big, DeliveryID: fmt.Sprintf("dlv_%04d", i), UserID: fmt.Sprintf("u%d", i),
+				Channel: domain.ChannelInApp, Category: "ops", Priority: domain.PriorityLow, Type: contracts.EventSent,
+				At: at.Add(time.Duration(i%7) * time.Millisecond), LatencyMS: int64(i)}
+			if i == 3 {
+				e.Type, e.Error = contracts.EventFailed, "quote \" backslash \\ <tag> & 中文 \x01"
+			}
+			evs = append(evs, e)
+			if i%100 == 0 {
+				evs = append(evs, contracts.Event{AppID: app, NotificationID: small, Type: contracts.EventAccepted, At: at})
+			}
+		}
+		if err := s.WriteEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		var rows int
+		if err := db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM analytics_events WHERE notification_id = ?`, big).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows >= n/10 {
+			t.Fatalf("%d rows for %d events of one notification: not packed", rows, n)
+		}
+		got, err := s.Events(ctx, app, big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != n {
+			t.Fatalf("%d events read back, want %d", len(got), n)
+		}
+		seen := map[string]contracts.Event{}
+		for i, e := range got {
+			if i > 0 && e.At.Before(got[i-1].At) {
+				t.Fatalf("event %d at %v before event %d at %v", i, e.At, i-1, got[i-1].At)
+			}
+			seen[e.DeliveryID] = e
+		}
+		for i := 0; i < n; i++ {
+			want := evs[0]
+			for _, e := range evs {
+				if e.DeliveryID == fmt.Sprintf("dlv_%04d", i) {
+					want = e
+				}
+			}
+			e, ok := seen[want.DeliveryID]
+			want.At = want.At.UTC()
+			if !ok || e != want {
+				t.Fatalf("event %s: got %+v, want %+v", want.DeliveryID, e, want)
+			}
+		}
+		if got, _ := s.Events(ctx, app, small); len(got) != n/100 {
+			t.Fatalf("small notification: %d events, want %d", len(got), n/100)
+		}
+		deleted, err := s.Sweep(ctx, time.Now())
+		if err != nil || deleted != int64(n+n/100) {
+			t.Fatalf("Sweep = %d, %v; want %d events", deleted, err, n+n/100)
+		}
+	})
+}

@@ -136,38 +136,37 @@ func (c *claimer) write(tx *sql.Tx, batch []*claimReq) error {
 			lease = r.lease
 		}
 	}
-	q := `SELECT id, dispatched_at FROM notifications WHERE id IN (` + sqldb.Placeholders(len(args)) + `) AND status IN ('accepted', 'queued', 'scheduled')`
-	if c.s.db.Dialect == sqldb.MySQL {
-		q += ` FOR UPDATE`
-	}
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return err
-	}
 	var claimed []any
 	dispatched := map[string]bool{}
-	for rows.Next() {
-		var id string
-		var at int64
-		if err := rows.Scan(&id, &at); err != nil {
-			rows.Close()
+	err := c.s.q.claimSel.Each(len(args), func(q string, start, end int) error {
+		rows, err := c.s.db.Query(ctx, tx, q, args[start:end]...)
+		if err != nil {
 			return err
 		}
-		claimed = append(claimed, id)
-		dispatched[id] = at != 0
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var at int64
+			if err := rows.Scan(&id, &at); err != nil {
+				return err
+			}
+			claimed = append(claimed, id)
+			dispatched[id] = at != 0
+		}
+		return rows.Err()
+	})
+	if err != nil || len(claimed) == 0 {
 		return err
 	}
-	if len(claimed) == 0 {
-		return nil
-	}
 	now := sqldb.Now()
-	upd := append([]any{string(domain.MessageProcessing), domain.Millis(lease), now, now}, claimed...)
-	if _, err := tx.ExecContext(ctx, `UPDATE notifications SET status = ?, next_at = ?, updated_at = ?,
-		dispatched_at = CASE WHEN dispatched_at = 0 THEN ? ELSE dispatched_at END
-		WHERE id IN (`+sqldb.Placeholders(len(claimed))+`)`, upd...); err != nil {
+	err = c.s.q.claimUpd.Each(len(claimed), func(q string, start, end int) error {
+		upd := make([]any, 0, 4+end-start)
+		upd = append(upd, string(domain.MessageProcessing), domain.Millis(lease), now, now)
+		upd = append(upd, claimed[start:end]...)
+		_, err := c.s.db.Exec(ctx, tx, q, upd...)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	for _, id := range claimed {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -203,7 +202,7 @@ func (c *committer) write(tx *sql.Tx, batch []*acceptReq) error {
 			continue
 		}
 		var id, hash, status string
-		err := tx.QueryRowContext(ctx, `SELECT id, idem_hash, status FROM notifications WHERE app_id = ? AND idem_key = ?`, n.AppID, n.IdempotencyKey).Scan(&id, &hash, &status)
+		err := c.s.db.QueryRow(ctx, tx, qIdem, n.AppID, n.IdempotencyKey).Scan(&id, &hash, &status)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			seen[k] = r
@@ -215,24 +214,14 @@ func (c *committer) write(tx *sql.Tx, batch []*acceptReq) error {
 			r.res, r.err = dupOf(id, hash, domain.MessageStatus(status), n.RequestHash)
 		}
 	}
-	const per = 100
-	for start := 0; start < len(insert); start += per {
-		chunk := insert[start:min(start+per, len(insert))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO notifications (` + notifCols + `) VALUES `)
-		args := make([]any, 0, len(chunk)*20)
-		for i, r := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	return c.s.q.insNotif.Each(len(insert), func(q string, start, end int) error {
+		args := make([]any, 0, (end-start)*20)
+		for _, r := range insert[start:end] {
 			args = append(args, r.args...)
 		}
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-			return err
-		}
-	}
-	return nil
+		_, err := c.s.db.Exec(ctx, tx, q, args...)
+		return err
+	})
 }
 
 func dupOf(id, storedHash string, status domain.MessageStatus, hash string) (Accepted, error) {

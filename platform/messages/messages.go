@@ -178,6 +178,49 @@ type Store struct {
 	claims *claimer
 	ops    *opBatcher
 	recent *recent
+	q      queries
+}
+
+// queries are the store's hot statements, prepared once on SQLite.
+type queries struct {
+	insNotif *sqldb.Sized // multi-row insert of notifications
+	insDeliv *sqldb.Sized // multi-row upsert of deliveries
+	claimSel *sqldb.Sized // claimable notifications among ids
+	claimUpd *sqldb.Sized // claim them
+	snooze   *sqldb.Sized
+}
+
+const (
+	qIdem      = `SELECT id, idem_hash, status FROM notifications WHERE app_id = ? AND idem_key = ?`
+	qSetTotal  = `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`
+	qComplete  = `UPDATE notifications SET status = 'done', next_at = 0, updated_at = ?, error = '', completed_at = ?, deliveries_total = CASE WHEN ? > 0 THEN ? ELSE deliveries_total END WHERE id = ? AND status = 'processing'`
+	qGet       = `SELECT ` + notifCols + ` FROM notifications WHERE id = ? AND app_id = ?`
+	qLoad      = `SELECT ` + notifCols + ` FROM notifications WHERE id = ?`
+	qOpenCount = `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`
+)
+
+func newQueries(d sqldb.Dialect) queries {
+	claimSel := `) AND status IN ('accepted', 'queued', 'scheduled')`
+	if d == sqldb.MySQL {
+		claimSel += ` FOR UPDATE`
+	}
+	return queries{
+		insNotif: sqldb.NewSized(128, sqldb.Rows(`INSERT INTO notifications (`+notifCols+`) VALUES `, "("+sqldb.Placeholders(20)+")", "")),
+		insDeliv: sqldb.NewSized(256, sqldb.Rows(`INSERT INTO deliveries (`+delivCols+`) VALUES `, "("+sqldb.Placeholders(16)+")", deliveryUpsert(d))),
+		claimSel: sqldb.NewSized(512, sqldb.List(`SELECT id, dispatched_at FROM notifications WHERE id IN (`, claimSel)),
+		claimUpd: sqldb.NewSized(512, sqldb.List(`UPDATE notifications SET status = ?, next_at = ?, updated_at = ?,
+		dispatched_at = CASE WHEN dispatched_at = 0 THEN ? ELSE dispatched_at END
+		WHERE id IN (`, `)`)),
+		snooze: sqldb.NewSized(512, sqldb.List(`UPDATE notifications SET next_at = ? WHERE id IN (`, `)`)),
+	}
+}
+
+func (q queries) texts() []string {
+	out := []string{qIdem, qSetTotal, qComplete}
+	for _, f := range []*sqldb.Sized{q.insNotif, q.insDeliv, q.claimSel, q.claimUpd, q.snooze} {
+		out = append(out, f.Texts()...)
+	}
+	return out
 }
 
 // Options tune the store.
@@ -206,7 +249,10 @@ func New(db *sqldb.DB, opts Options) *Store {
 			opts.Committers = 4
 		}
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, q: newQueries(db.Dialect)}
+	// Prepared statements only save compiling; should preparing fail, the
+	// same texts run unprepared and report any error where they run.
+	_ = db.Prepare(context.Background(), s.q.texts()...)
 	s.acc = newCommitter(s, opts)
 	s.claims = newClaimer(s)
 	s.ops = newOpBatcher(db)
@@ -295,7 +341,7 @@ func scanNotification(r scanner) (*Notification, error) {
 
 // Get loads a notification of an app.
 func (s *Store) Get(ctx context.Context, appID, id string) (*Notification, error) {
-	n, err := scanNotification(s.db.R.QueryRowContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE id = ? AND app_id = ?`, id, appID))
+	n, err := scanNotification(s.db.ReadQueryRow(ctx, s.db.R, qGet, id, appID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -308,7 +354,7 @@ func (s *Store) Get(ctx context.Context, appID, id string) (*Notification, error
 // Load loads a notification by id alone (for the outbound handler). It reads
 // from the primary, since the handler acts on what was just committed.
 func (s *Store) Load(ctx context.Context, id string) (*Notification, error) {
-	n, err := scanNotification(s.readPrimary().QueryRowContext(ctx, `SELECT `+notifCols+` FROM notifications WHERE id = ?`, id))
+	n, err := scanNotification(s.db.ReadQueryRow(ctx, s.readPrimary(), qLoad, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -372,13 +418,47 @@ func (s *Store) Transition(ctx context.Context, ids []string, to domain.MessageS
 func (s *Store) SetDeliveriesTotal(ctx context.Context, id string, total int) error {
 	now := sqldb.Now()
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(context.Background(), `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`, total, now, id)
+		_, err := s.db.Exec(context.Background(), tx, qSetTotal, total, now, id)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("set deliveries total of %s: %w", id, err)
 	}
 	return nil
+}
+
+// Completion is a notification whose deliveries are all final, with the
+// number of deliveries its fan-out made (0 keeps the recorded number).
+type Completion struct {
+	ID    string
+	Total int
+}
+
+// Complete marks processing notifications done, recording each one's
+// fan-out total in the same write, and returns how many changed.
+// Concurrent calls are group-committed.
+func (s *Store) Complete(ctx context.Context, cs []Completion) (int, error) {
+	if len(cs) == 0 {
+		return 0, nil
+	}
+	now := sqldb.Now()
+	var total int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		total = 0
+		for _, c := range cs {
+			res, err := s.db.Exec(context.Background(), tx, qComplete, now, now, c.Total, c.Total, c.ID)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			total += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("complete %d notifications: %w", len(cs), err)
+	}
+	return total, nil
 }
 
 // Due returns notifications in one of the given statuses whose next_at has
@@ -421,15 +501,19 @@ var dueStatus = map[domain.MessageStatus]bool{domain.MessageAccepted: true, doma
 
 // Snooze pushes next_at of notifications forward (the sweeper's lease).
 func (s *Store) Snooze(ctx context.Context, ids []string, nextAt time.Time) error {
-	for start := 0; start < len(ids); start += 500 {
-		chunk := ids[start:min(start+500, len(ids))]
-		args := []any{domain.Millis(nextAt)}
-		for _, id := range chunk {
-			args = append(args, id)
-		}
-		if _, err := s.db.W.ExecContext(ctx, `UPDATE notifications SET next_at = ? WHERE id IN (`+sqldb.Placeholders(len(chunk))+`)`, args...); err != nil {
-			return fmt.Errorf("snooze notifications: %w", err)
-		}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return s.q.snooze.Each(len(ids), func(q string, start, end int) error {
+			args := make([]any, 0, end-start+1)
+			args = append(args, domain.Millis(nextAt))
+			for _, id := range ids[start:end] {
+				args = append(args, id)
+			}
+			_, err := s.db.Exec(context.Background(), tx, q, args...)
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("snooze notifications: %w", err)
 	}
 	return nil
 }
@@ -545,16 +629,14 @@ func (s *Store) SaveDeliveries(ctx context.Context, ds []*Delivery) error {
 	return s.writeWeighted(ctx, func(tx *sql.Tx) error { return s.saveDeliveriesTx(context.Background(), tx, ds) }, len(ds), false)
 }
 
-const deliveryBatch = 200
-
-func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery) error {
-	now := sqldb.Now()
+// deliveryUpsert is the conflict clause of the deliveries upsert: a row
+// whose stored status is final is never moved back.
+func deliveryUpsert(d sqldb.Dialect) string {
 	final := `'sent','delivered','failed','skipped','expired'`
-	var upd string
-	if s.db.Dialect == sqldb.MySQL {
+	if d == sqldb.MySQL {
 		// MySQL evaluates assignments left to right, so status must be assigned last.
 		keep := `status IN (` + final + `)`
-		upd = ` ON DUPLICATE KEY UPDATE
+		return ` ON DUPLICATE KEY UPDATE
 			attempts = IF(` + keep + `, attempts, GREATEST(attempts, VALUES(attempts))),
 			error = IF(` + keep + `, error, VALUES(error)),
 			provider_id = IF(` + keep + `, provider_id, VALUES(provider_id)),
@@ -563,23 +645,20 @@ func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery
 			sent_at = IF(` + keep + `, sent_at, VALUES(sent_at)),
 			updated_at = IF(` + keep + `, updated_at, VALUES(updated_at)),
 			status = IF(` + keep + `, status, VALUES(status))`
-	} else {
-		upd = ` ON CONFLICT(id) DO UPDATE SET
+	}
+	return ` ON CONFLICT(id) DO UPDATE SET
 			status = excluded.status, attempts = MAX(attempts, excluded.attempts), error = excluded.error,
 			provider_id = excluded.provider_id, address = excluded.address, next_at = excluded.next_at,
 			sent_at = excluded.sent_at, updated_at = excluded.updated_at
 			WHERE deliveries.status NOT IN (` + final + `)`
-	}
-	for start := 0; start < len(ds); start += deliveryBatch {
-		chunk := ds[start:min(start+deliveryBatch, len(ds))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO deliveries (` + delivCols + `) VALUES `)
+}
+
+func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery) error {
+	now := sqldb.Now()
+	return s.q.insDeliv.Each(len(ds), func(q string, start, end int) error {
+		chunk := ds[start:end]
 		args := make([]any, 0, len(chunk)*16)
-		for i, d := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		for _, d := range chunk {
 			if d.ID == "" {
 				d.ID = DeliveryID(d.NotificationID, d.Recipient, d.Channel)
 			}
@@ -594,12 +673,11 @@ func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery
 			args = append(args, d.ID, d.AppID, d.NotificationID, d.Recipient, d.UserID, string(d.Channel), d.Address,
 				string(d.Status), d.Attempts, errMsg, d.ProviderID, d.ParentID, domain.Millis(d.NextAt), created, now, domain.Millis(d.SentAt))
 		}
-		b.WriteString(upd)
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		if _, err := s.db.Exec(ctx, tx, q, args...); err != nil {
 			return fmt.Errorf("save %d deliveries: %w", len(chunk), err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Deliveries returns every delivery of a notification, oldest first.
@@ -645,7 +723,7 @@ func (s *Store) readPrimary() *sql.DB {
 // OpenDeliveries counts the non-final deliveries of a notification.
 func (s *Store) OpenDeliveries(ctx context.Context, notificationID string) (int, error) {
 	var n int
-	err := s.readPrimary().QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`, notificationID).Scan(&n)
+	err := s.db.ReadQueryRow(ctx, s.readPrimary(), qOpenCount, notificationID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count open deliveries of %s: %w", notificationID, err)
 	}

@@ -37,6 +37,8 @@ type DB struct {
 	Dialect Dialect
 	// Name is a printable description with credentials removed.
 	Name string
+
+	stmts stmtCache
 }
 
 // Options tune Open.
@@ -192,6 +194,7 @@ func openMySQL(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.closeStmts()
 	err := db.W.Close()
 	if db.R != db.W {
 		if e := db.R.Close(); err == nil {

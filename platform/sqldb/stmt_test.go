@@ -1,0 +1,140 @@
+package sqldb_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+
+	"herald.dev/platform/sqldb"
+	"herald.dev/platform/sqldb/sqldbtest"
+)
+
+func TestSizedEach(t *testing.T) {
+	s := sqldb.NewSized(100, func(n int) string { return fmt.Sprint(n) })
+	if s.Max() != 64 || len(s.Texts()) != 7 {
+		t.Fatalf("max %d, %d texts; want 64 and 7", s.Max(), len(s.Texts()))
+	}
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{
+		{0, ""},
+		{1, "1"},
+		{2, "2"},
+		{3, "2 1"},
+		{64, "64"},
+		{65, "64 1"},
+		{200, "64 64 64 8"},
+		{127, "64 32 16 8 4 2 1"},
+	} {
+		var got []string
+		next := 0
+		err := s.Each(tc.n, func(q string, start, end int) error {
+			if start != next || end-start != atoi(q) {
+				t.Errorf("n=%d: span [%d,%d) with text %q after %d", tc.n, start, end, q, next)
+			}
+			next = end
+			got = append(got, q)
+			return nil
+		})
+		if err != nil || strings.Join(got, " ") != tc.want || next != tc.n {
+			t.Errorf("n=%d: spans %q (end %d, err %v), want %q", tc.n, got, next, err, tc.want)
+		}
+	}
+}
+
+func atoi(s string) int {
+	var n int
+	fmt.Sscan(s, &n)
+	return n
+}
+
+func TestRowsAndList(t *testing.T) {
+	if got := sqldb.Rows("INSERT INTO t VALUES ", "(?, ?)", " ON X")(3); got != "INSERT INTO t VALUES (?, ?), (?, ?), (?, ?) ON X" {
+		t.Errorf("Rows: %q", got)
+	}
+	if got := sqldb.List("SELECT a FROM t WHERE a IN (", ")")(2); got != "SELECT a FROM t WHERE a IN (?, ?)" {
+		t.Errorf("List: %q", got)
+	}
+}
+
+// Prepared and unprepared statements give the same results, inside
+// transactions and across commits and rollbacks, on both dialects.
+func TestPreparedStatements(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		table := "stmt_test_t"
+		if _, err := db.W.ExecContext(ctx, `DROP TABLE IF EXISTS `+table); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.W.ExecContext(ctx, `CREATE TABLE `+table+` (id VARCHAR(20) PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.W.ExecContext(ctx, `DROP TABLE `+table) })
+		ins := sqldb.NewSized(8, sqldb.Rows(`INSERT INTO `+table+` (id, v) VALUES `, "(?, ?)", ""))
+		sel := `SELECT COUNT(*), COALESCE(SUM(v), 0) FROM ` + table + ` WHERE v >= ?`
+		if err := db.Prepare(ctx, append(ins.Texts(), sel)...); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Prepare(ctx, sel); err != nil { // twice is fine
+			t.Fatal(err)
+		}
+		write := func(from, n int, fail bool) error {
+			return db.Tx(ctx, func(tx *sql.Tx) error {
+				err := ins.Each(n, func(q string, start, end int) error {
+					var args []any
+					for i := start; i < end; i++ {
+						args = append(args, fmt.Sprintf("k%d", from+i), from+i)
+					}
+					_, err := db.Exec(ctx, tx, q, args...)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				var c, sum int
+				if err := db.QueryRow(ctx, tx, sel, 0).Scan(&c, &sum); err != nil {
+					return err
+				}
+				if c < n {
+					return fmt.Errorf("inside the transaction: %d rows, want at least %d", c, n)
+				}
+				if fail {
+					return errRollback
+				}
+				return nil
+			})
+		}
+		if err := write(0, 13, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(100, 5, true); err != errRollback {
+			t.Fatalf("rolled-back write: %v", err)
+		}
+		if err := write(13, 20, false); err != nil {
+			t.Fatal(err)
+		}
+		var c, sum int
+		if err := db.ReadQueryRow(ctx, db.R, sel, 0).Scan(&c, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if c != 33 || sum != 33*32/2 {
+			t.Fatalf("count %d sum %d, want 33 and %d", c, sum, 33*32/2)
+		}
+		rows, err := db.ReadQuery(ctx, db.R, sel, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		if !rows.Next() {
+			t.Fatal("no row")
+		}
+		if err := rows.Scan(&c, &sum); err != nil || c != 3 || sum != 30+31+32 {
+			t.Fatalf("count %d sum %d err %v, want 3 and 93", c, sum, err)
+		}
+	})
+}
+
+var errRollback = fmt.Errorf("roll back")
