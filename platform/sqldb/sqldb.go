@@ -95,6 +95,15 @@ func sqliteDSN(path string, readOnly bool) string {
 	}
 	if !readOnly {
 		q.Set("_txlock", "immediate")
+		// Checkpoint the WAL every 4,096 pages (16 MB) instead of SQLite's
+		// 1,000: a page written by many commits in between (a hot index
+		// page during a fan-out) is copied into the database once per
+		// checkpoint, and checkpoints cost a tenth of the writer's time
+		// during a fan-out at the default. Larger values stall the one
+		// commit that checkpoints for longer. The WAL file is truncated
+		// back to 64 MB after a checkpoint.
+		q.Add("_pragma", "wal_autocheckpoint(4096)")
+		q.Add("_pragma", "journal_size_limit(67108864)")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
