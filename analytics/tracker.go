@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +20,10 @@ type Options struct {
 	// BufferSize bounds the events held in memory waiting for a flush
 	// (default 65536). When it is full, Track drops and counts.
 	BufferSize int
-	// BatchSize is the most events one WriteEvents call carries (default 2048).
+	// BatchSize is the most events one WriteEvents call carries (default
+	// 8192). Each batch is ordered by notification, so a sink can store a
+	// notification's events of one batch together (the SQL sink packs them
+	// into one row): larger batches mean fewer rows.
 	BatchSize int
 	// FlushInterval is the longest an event waits before a flush (default 100ms).
 	FlushInterval time.Duration
@@ -40,7 +45,7 @@ func (o *Options) defaults() {
 		o.BufferSize = 65536
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 2048
+		o.BatchSize = 8192
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 100 * time.Millisecond
@@ -297,6 +302,14 @@ func (t *Tracker) drain() {
 // it in batches. A zero deadline means none.
 func (t *Tracker) flush(deadline time.Time) error {
 	t.drain()
+	// A notification's events (accepted, queued, sent, done; a fan-out's
+	// thousands) end up next to each other, in tracked order.
+	slices.SortStableFunc(t.pending, func(a, b contracts.Event) int {
+		if c := strings.Compare(a.AppID, b.AppID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.NotificationID, b.NotificationID)
+	})
 	var lastErr error
 	degraded := false
 	for off := 0; off < len(t.pending); off += t.o.BatchSize {
