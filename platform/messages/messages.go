@@ -117,12 +117,14 @@ type Delivery struct {
 // delivery: the same inputs always give the same id, so a delivery repeated
 // after a crash carries the id it had before and receivers can deduplicate.
 //
-// For notification ids of the form "ntf_<ULID>" the id is
-// "dlv_<ULID><24 hex of the hash>": ids of one notification share a prefix
-// and sort by notification, so a fan-out's rows land together in the
-// primary-key B-tree instead of at random places. Otherwise it is
-// "dlv_<32 hex of the hash>". Either way it ends in at least 24 hex digits
-// (DeliveryKey).
+// For notification ids of the form "ntf_<ULID>" the id is 64 characters:
+// "dlv_<ULID><16 hex: the first 8 bytes of the recipient key><18 hex of the
+// hash>". Ids of one notification share a prefix and then sort by
+// recipient, and a group fan-out streams its members in id order, so a
+// fan-out's rows are appended to the primary-key B-tree page after page
+// instead of being scattered over it (each commit then writes a few pages,
+// not one page per row). Otherwise it is "dlv_<32 hex of the hash>". Either
+// way it ends in at least 24 hex digits (DeliveryKey).
 func DeliveryID(notificationID, recipient string, ch domain.Channel) string {
 	h := sha256.New()
 	h.Write([]byte(notificationID))
@@ -133,10 +135,13 @@ func DeliveryID(notificationID, recipient string, ch domain.Channel) string {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	if ulid, ok := strings.CutPrefix(notificationID, "ntf_"); ok && len(ulid) == 26 {
-		var b [4 + 26 + 24]byte
+		var order [8]byte // zero-padded: a shorter key sorts first, as strings do
+		copy(order[:], recipient)
+		var b [4 + 26 + 16 + 18]byte
 		copy(b[:], "dlv_")
 		copy(b[4:], ulid)
-		hex.Encode(b[30:], sum[:12])
+		hex.Encode(b[30:], order[:])
+		hex.Encode(b[46:], sum[:9])
 		return string(b[:])
 	}
 	return "dlv_" + hex.EncodeToString(sum[:16])

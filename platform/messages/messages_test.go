@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -279,5 +280,41 @@ func BenchmarkSaveDeliveries(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 		})
+	}
+}
+
+// Delivery ids are deterministic, fit the 64-character id columns, keep
+// DeliveryKey unique, and sort by recipient within a notification.
+func TestDeliveryIDOrder(t *testing.T) {
+	ntf := "ntf_01JD8Y3Z6XK4Q2W7E5R9T1Y3U5"
+	var prev string
+	keys := map[[12]byte]bool{}
+	for i := 0; i < 2000; i++ {
+		for _, ch := range []domain.Channel{domain.ChannelEmail, domain.ChannelInApp} {
+			id := messages.DeliveryID(ntf, fmt.Sprintf("u%06d", i), ch)
+			if len(id) != 64 || !strings.HasPrefix(id, "dlv_01JD8Y3Z6XK4Q2W7E5R9T1Y3U5") {
+				t.Fatalf("id %q: want 64 characters after the notification's ULID", id)
+			}
+			if id != messages.DeliveryID(ntf, fmt.Sprintf("u%06d", i), ch) {
+				t.Fatal("not deterministic")
+			}
+			k, ok := messages.DeliveryKey(id)
+			if !ok || keys[k] {
+				t.Fatalf("DeliveryKey of %q: %v, duplicate %v", id, ok, keys[k])
+			}
+			keys[k] = true
+			if ch == domain.ChannelEmail {
+				if id[:46] < prev {
+					t.Fatalf("u%06d sorts before the previous recipient", i)
+				}
+				prev = id[:46]
+			}
+		}
+	}
+	if a, b := messages.DeliveryID(ntf, "u1", domain.ChannelEmail), messages.DeliveryID(ntf, "u10", domain.ChannelEmail); a[:46] >= b[:46] {
+		t.Errorf("u1 (%s) should sort before u10 (%s)", a, b)
+	}
+	if id := messages.DeliveryID("n1", "u1", domain.ChannelEmail); len(id) != 36 {
+		t.Errorf("non-ULID notification id: %q", id)
 	}
 }
