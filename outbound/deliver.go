@@ -141,7 +141,7 @@ func (h *Handler) recordFinal(j *job, typ string, now time.Time, kids children) 
 	rows := append([]*messages.Delivery{j.d}, kids.rows...)
 	events := append([]contracts.Event{h.event(j.st.n, j.d, typ, now)}, kids.events...)
 	j.st.add(len(kids.jobs))
-	h.rec.submit(recEntry{rows: rows, events: events, high: j.st.high(), atomic: true, after: func(ok bool) {
+	h.rec.submit(recEntry{rows: rows, events: events, high: j.st.high(), low: j.st.low(), atomic: true, after: func(ok bool) {
 		if !ok {
 			for _, c := range kids.jobs {
 				h.abandon(c)
@@ -162,7 +162,7 @@ func (h *Handler) recordFinal(j *job, typ string, now time.Time, kids children) 
 // retry sweeper.
 func (h *Handler) recordOpen(j *job, typ string, now time.Time) {
 	h.rec.submit(recEntry{rows: []*messages.Delivery{j.d}, events: []contracts.Event{h.event(j.st.n, j.d, typ, now)},
-		high: j.st.high(), after: func(ok bool) {
+		high: j.st.high(), low: j.st.low(), after: func(ok bool) {
 			if !ok {
 				h.abandon(j)
 				return

@@ -403,12 +403,12 @@ func (f *fan) page() error {
 	st.add(len(jobs))
 	f.submitted = true
 	for _, g := range f.groups {
-		h.rec.submit(recEntry{rows: g, atomic: true, wait: true, high: st.high()})
+		h.rec.submit(recEntry{rows: g, atomic: true, wait: true, high: st.high(), low: st.low()})
 	}
 	f.groups = nil
 	// Submitted after the groups (same lane): its callback runs once they
 	// are durable too.
-	h.rec.submit(recEntry{rows: f.rows, events: f.events, wait: true, high: st.high(), after: func(ok bool) {
+	h.rec.submit(recEntry{rows: f.rows, events: f.events, wait: true, high: st.high(), low: st.low(), after: func(ok bool) {
 		if !ok {
 			st.mu.Lock()
 			st.incomplete = true

@@ -82,6 +82,9 @@ type Tuning struct {
 	// smaller transactions let other writers (claims of high-priority
 	// messages) in sooner, larger ones write faster.
 	RecordTxRows int
+	// RecordLowTxRows is RecordTxRows for low-priority rows (default 1024):
+	// bulk sends favour throughput, fewer and larger commits.
+	RecordLowTxRows int
 	// RecordWriters is how many chunks are written at once (default 4; on
 	// SQLite the store folds concurrent chunks into one transaction).
 	RecordWriters int
@@ -117,6 +120,7 @@ func (t *Tuning) defaults(cfg config.Outbound) {
 	setDefault(&t.RecordBatch, 2048)
 	setDefaultDur(&t.RecordInterval, 5*time.Millisecond)
 	setDefault(&t.RecordTxRows, 256)
+	setDefault(&t.RecordLowTxRows, 1024)
 	setDefault(&t.GroupBatch, 1000)
 	setDefault(&t.SweepLimit, 500)
 	setDefault(&t.SweepBatches, 8)

@@ -170,8 +170,9 @@ func TestChunkRowsKeepsAtomicEntriesTogether(t *testing.T) {
 		{rows: []*messages.Delivery{row("d5"), row("d1"), row("d9")}}, // a page: rows may be split
 		{rows: []*messages.Delivery{row("d3"), row("d8"), row("d2")}, atomic: true},
 		{rows: []*messages.Delivery{row("d4")}},
+		{rows: []*messages.Delivery{row("l7"), row("l1"), row("l5"), row("l3"), row("l2")}, low: true}, // bulk: larger chunks, last
 	}
-	chunks, _ := chunkRows(take, 2)
+	chunks, _ := chunkRows(take, 2, 4)
 	var got []string
 	for _, c := range chunks {
 		var ids []string
@@ -180,7 +181,7 @@ func TestChunkRowsKeepsAtomicEntriesTogether(t *testing.T) {
 		}
 		got = append(got, strings.Join(ids, ","))
 	}
-	if s := strings.Join(got, " | "); s != "d1,d3,d8,d2 | d4,d5 | d9" {
+	if s := strings.Join(got, " | "); s != "d1,d3,d8,d2 | d4,d5 | d9 | l1,l2,l3,l5 | l7" {
 		t.Fatalf("chunks %q", s)
 	}
 }

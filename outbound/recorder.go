@@ -23,6 +23,9 @@ type recEntry struct {
 	// high: the entry belongs to a high-priority notification and is
 	// written ahead of everything else.
 	high bool
+	// low: the entry belongs to a low-priority notification; its rows are
+	// written in larger transactions (RecordLowTxRows).
+	low bool
 	// atomic: the rows must be written in one transaction (a failure and
 	// the fallback deliveries it created). Other entries' rows may be split
 	// across transactions.
@@ -41,12 +44,13 @@ type recEntry struct {
 // buffer is full), so an outcome is never silently dropped while the handler
 // runs. Tracker events are emitted once their rows are durable.
 type recorder struct {
-	h        *Handler
-	batch    int
-	maxRows  int
-	txRows   int
-	writers  int
-	interval time.Duration
+	h         *Handler
+	batch     int
+	maxRows   int
+	txRows    int
+	lowTxRows int
+	writers   int
+	interval  time.Duration
 
 	mu       sync.Mutex
 	notFull  *sync.Cond
@@ -63,7 +67,7 @@ type recorder struct {
 }
 
 func newRecorder(h *Handler) *recorder {
-	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows, writers: h.tun.RecordWriters,
+	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows, lowTxRows: h.tun.RecordLowTxRows, writers: h.tun.RecordWriters,
 		interval: h.tun.RecordInterval, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.notFull = sync.NewCond(&r.mu)
 	return r
@@ -211,7 +215,7 @@ func (r *recorder) write(take []recEntry) {
 		return
 	}
 	h := r.h
-	chunks, events := chunkRows(take, r.txRows)
+	chunks, events := chunkRows(take, r.txRows, r.lowTxRows)
 	high := take[0].high
 	ok := true
 	if len(chunks) > 0 {
@@ -258,33 +262,43 @@ func (r *recorder) write(take []recEntry) {
 	}
 }
 
-// chunkRows orders the rows of entries by id (hashed ids: key order
-// touches far fewer B-tree pages) and cuts them into transactions of about
-// txRows, never splitting an atomic entry.
-func chunkRows(take []recEntry, txRows int) ([][]*messages.Delivery, []contracts.Event) {
-	var units [][]*messages.Delivery
+// chunkRows orders the rows of entries by id (ids of one notification sort
+// by recipient, so key order appends instead of scattering) and cuts them
+// into transactions of about txRows (lowTxRows for low-priority entries,
+// written after the others), never splitting an atomic entry.
+func chunkRows(take []recEntry, txRows, lowTxRows int) ([][]*messages.Delivery, []contracts.Event) {
+	var units, lowUnits [][]*messages.Delivery
 	var events []contracts.Event
 	for _, e := range take {
 		events = append(events, e.events...)
+		dst := &units
+		if e.low {
+			dst = &lowUnits
+		}
 		if e.atomic && len(e.rows) > 1 {
-			units = append(units, e.rows)
+			*dst = append(*dst, e.rows)
 			continue
 		}
 		for i := range e.rows {
-			units = append(units, e.rows[i:i+1])
+			*dst = append(*dst, e.rows[i:i+1])
 		}
 	}
-	slices.SortFunc(units, func(a, b []*messages.Delivery) int { return strings.Compare(a[0].ID, b[0].ID) })
 	var chunks [][]*messages.Delivery
-	var cur []*messages.Delivery
-	for _, u := range units {
-		cur = append(cur, u...)
-		if len(cur) >= txRows {
-			chunks, cur = append(chunks, cur), nil
+	for _, part := range []struct {
+		units [][]*messages.Delivery
+		size  int
+	}{{units, txRows}, {lowUnits, max(lowTxRows, txRows)}} {
+		slices.SortFunc(part.units, func(a, b []*messages.Delivery) int { return strings.Compare(a[0].ID, b[0].ID) })
+		var cur []*messages.Delivery
+		for _, u := range part.units {
+			cur = append(cur, u...)
+			if len(cur) >= part.size {
+				chunks, cur = append(chunks, cur), nil
+			}
 		}
-	}
-	if len(cur) > 0 {
-		chunks = append(chunks, cur)
+		if len(cur) > 0 {
+			chunks = append(chunks, cur)
+		}
 	}
 	return chunks, events
 }

@@ -145,6 +145,8 @@ func (st *msgState) resolve(ctx context.Context, h *Handler) error {
 
 func (st *msgState) high() bool { return st.n.Priority == domain.PriorityHigh }
 
+func (st *msgState) low() bool { return st.n.Priority == domain.PriorityLow }
+
 func (st *msgState) isPrimary(ch domain.Channel) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
