@@ -23,6 +23,7 @@ import (
 	"herald.dev/platform/domain"
 	"herald.dev/platform/messages"
 	"herald.dev/platform/queue"
+	"herald.dev/platform/sqldb"
 )
 
 // Deps are the handler's collaborators and settings.
@@ -55,8 +56,9 @@ type Deps struct {
 // Tuning are internal limits. Zero values take the defaults.
 type Tuning struct {
 	// FanoutSlots is how many fan-outs may run at once per priority, indexed
-	// by Priority.Rank() (default 128 high, 128 medium, 64 low; most fan-outs
-	// are a few recipients and wait mostly on commits). High never
+	// by Priority.Rank() (default 128 high, 128 medium, 64 low on SQLite,
+	// 512/512/64 on MySQL; most fan-outs are a few recipients and wait
+	// mostly on commits). High never
 	// waits for a medium or low slot.
 	FanoutSlots [3]int
 	// SubQueue bounds each per-priority sub-queue of a channel's worker
@@ -105,8 +107,14 @@ type Tuning struct {
 	SweepGrace time.Duration
 }
 
-func (t *Tuning) defaults(cfg config.Outbound) {
+func (t *Tuning) defaults(cfg config.Outbound, d sqldb.Dialect) {
 	def := [3]int{128, 128, 64}
+	if d == sqldb.MySQL {
+		// A fan-out mostly waits on round trips (claim, profiles), and
+		// MySQL serves many at once: more slots keep dispatch up with
+		// accepts. On SQLite, with one writer, more only add contention.
+		def = [3]int{512, 512, 64}
+	}
 	for i := range t.FanoutSlots {
 		if t.FanoutSlots[i] <= 0 {
 			t.FanoutSlots[i] = def[i]
@@ -242,7 +250,7 @@ func New(d Deps) (*Handler, error) {
 		// parallel.
 		h.tun.RecordWriters = 4
 	}
-	h.tun.defaults(cfg)
+	h.tun.defaults(cfg, d.Store.DB().Dialect)
 	if h.track == nil {
 		h.track = contracts.NopTracker{}
 	}

@@ -36,8 +36,16 @@ const claimBatch = 512
 
 func newClaimer(s *Store) *claimer {
 	c := &claimer{s: s, reqs: make(chan *claimReq, claimBatch*4)}
-	c.wg.Add(1)
-	go c.loop()
+	// SQLite has one writer, so one loop; MySQL commits claims of
+	// different messages in parallel (each waits for its own fsync).
+	loops := 1
+	if s.db.Dialect == sqldb.MySQL {
+		loops = 4
+	}
+	for i := 0; i < loops; i++ {
+		c.wg.Add(1)
+		go c.loop()
+	}
 	return c
 }
 

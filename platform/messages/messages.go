@@ -193,12 +193,12 @@ type queries struct {
 	claimSel *sqldb.Sized // claimable notifications among ids
 	claimUpd *sqldb.Sized // claim them
 	snooze   *sqldb.Sized
+	complete *sqldb.Sized // mark done with one fan-out total
 }
 
 const (
 	qIdem      = `SELECT id, idem_hash, status FROM notifications WHERE app_id = ? AND idem_key = ?`
 	qSetTotal  = `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`
-	qComplete  = `UPDATE notifications SET status = 'done', next_at = 0, updated_at = ?, error = '', completed_at = ?, deliveries_total = CASE WHEN ? > 0 THEN ? ELSE deliveries_total END WHERE id = ? AND status = 'processing'`
 	qGet       = `SELECT ` + notifCols + ` FROM notifications WHERE id = ? AND app_id = ?`
 	qLoad      = `SELECT ` + notifCols + ` FROM notifications WHERE id = ?`
 	qOpenCount = `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`
@@ -217,12 +217,14 @@ func newQueries(d sqldb.Dialect) queries {
 		dispatched_at = CASE WHEN dispatched_at = 0 THEN ? ELSE dispatched_at END
 		WHERE id IN (`, `)`)),
 		snooze: sqldb.NewSized(512, sqldb.List(`UPDATE notifications SET next_at = ? WHERE id IN (`, `)`)),
+		complete: sqldb.NewSized(256, sqldb.List(`UPDATE notifications SET status = 'done', next_at = 0, updated_at = ?, error = '', completed_at = ?,
+		deliveries_total = CASE WHEN ? > 0 THEN ? ELSE deliveries_total END WHERE status = 'processing' AND id IN (`, `)`)),
 	}
 }
 
 func (q queries) texts() []string {
-	out := []string{qIdem, qSetTotal, qComplete}
-	for _, f := range []*sqldb.Sized{q.insNotif, q.insDeliv, q.claimSel, q.claimUpd, q.snooze} {
+	out := []string{qIdem, qSetTotal}
+	for _, f := range []*sqldb.Sized{q.insNotif, q.insDeliv, q.claimSel, q.claimUpd, q.snooze, q.complete} {
 		out = append(out, f.Texts()...)
 	}
 	return out
@@ -446,17 +448,36 @@ func (s *Store) Complete(ctx context.Context, cs []Completion) (int, error) {
 	if len(cs) == 0 {
 		return 0, nil
 	}
+	// One statement per distinct total (simple sends all have the same
+	// one), not one per notification: on MySQL each is a round trip.
+	byTotal := map[int][]any{}
+	var totals []int
+	for _, c := range cs {
+		if _, ok := byTotal[c.Total]; !ok {
+			totals = append(totals, c.Total)
+		}
+		byTotal[c.Total] = append(byTotal[c.Total], c.ID)
+	}
 	now := sqldb.Now()
 	var total int
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		total = 0
-		for _, c := range cs {
-			res, err := s.db.Exec(context.Background(), tx, qComplete, now, now, c.Total, c.Total, c.ID)
+		for _, t := range totals {
+			ids := byTotal[t]
+			err := s.q.complete.Each(len(ids), func(q string, start, end int) error {
+				args := make([]any, 0, 4+end-start)
+				args = append(args, now, now, t, t)
+				res, err := s.db.Exec(context.Background(), tx, q, append(args, ids[start:end]...)...)
+				if err != nil {
+					return err
+				}
+				n, _ := res.RowsAffected()
+				total += int(n)
+				return nil
+			})
 			if err != nil {
 				return err
 			}
-			n, _ := res.RowsAffected()
-			total += int(n)
 		}
 		return nil
 	})

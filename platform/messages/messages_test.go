@@ -318,3 +318,53 @@ func TestDeliveryIDOrder(t *testing.T) {
 		t.Errorf("non-ULID notification id: %q", id)
 	}
 }
+
+// Complete marks only processing notifications done, each with its own
+// fan-out total (0 keeps the recorded one), and counts what changed.
+func TestComplete(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s := messages.New(db, messages.Options{})
+		defer s.Close()
+		var cs []messages.Completion
+		var ns []*messages.Notification
+		for i := 0; i < 300; i++ { // more than one IN list
+			n := newNotif("app_c")
+			if _, err := s.Accept(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			ns = append(ns, n)
+			if i == 299 {
+				continue // stays accepted: not claimable by Complete
+			}
+			if ok, _, err := s.Claim(ctx, n.ID, time.Now().Add(time.Minute)); err != nil || !ok {
+				t.Fatalf("claim: %v %v", ok, err)
+			}
+			cs = append(cs, messages.Completion{ID: n.ID, Total: i % 3})
+		}
+		if err := s.SetDeliveriesTotal(ctx, ns[0].ID, 7); err != nil { // total 0 keeps this
+			t.Fatal(err)
+		}
+		cs = append(cs, messages.Completion{ID: ns[299].ID, Total: 5})
+		c, err := s.Complete(ctx, cs)
+		if err != nil || c != 299 {
+			t.Fatalf("Complete = %d, %v; want 299", c, err)
+		}
+		for i, n := range ns {
+			got, err := s.Load(ctx, n.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, total := domain.MessageDone, i%3
+			switch i {
+			case 0:
+				total = 7
+			case 299:
+				want, total = domain.MessageAccepted, 0
+			}
+			if got.Status != want || got.DeliveriesTotal != total || (want == domain.MessageDone && (got.CompletedAt.IsZero() || !got.NextAt.IsZero())) {
+				t.Fatalf("notification %d: %s total %d completed %v next %v; want %s total %d", i, got.Status, got.DeliveriesTotal, got.CompletedAt, got.NextAt, want, total)
+			}
+		}
+	})
+}
