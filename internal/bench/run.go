@@ -76,6 +76,7 @@ type benchStats struct {
 	E2E      map[string]Summary `json:"e2e"`
 	First    int64              `json:"first_unix_nano"`
 	Last     int64              `json:"last_unix_nano"`
+	Busy     int                `json:"busy"`
 }
 
 type server struct {
@@ -304,8 +305,27 @@ func sendBody(users int, priority string) BodyFunc {
 	}
 }
 
-// drain waits until the server has handed off want deliveries in total (or stalls).
+// drain waits until the server has handed off want deliveries in total (or
+// stalls), then until it holds no more work (completions, delivery rows,
+// analytics events: at most a minute), so the next phase starts on a quiet
+// server.
 func (s *server) drain(want uint64, limit time.Duration) (benchStats, error) {
+	st, err := s.drainHandoffs(want, limit)
+	if err != nil {
+		return st, err
+	}
+	for quiet := time.Now().Add(time.Minute); st.Busy > 0 && time.Now().Before(quiet); {
+		time.Sleep(100 * time.Millisecond)
+		next, err := s.stats()
+		if err != nil {
+			return st, err
+		}
+		st.Busy = next.Busy
+	}
+	return st, nil
+}
+
+func (s *server) drainHandoffs(want uint64, limit time.Duration) (benchStats, error) {
 	deadline := time.Now().Add(limit)
 	var last uint64
 	stalled := time.Now()

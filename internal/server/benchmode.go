@@ -20,6 +20,9 @@ import (
 // enabled by HERALD_BENCH=1 and served at /debug/bench.
 type BenchRecorder struct {
 	state atomic.Pointer[benchState]
+	// Busy reports the work the server still holds (notifications in
+	// memory, unrecorded rows, unwritten tracker events); nil = unknown.
+	Busy func() int
 }
 
 type benchState struct {
@@ -56,12 +59,18 @@ type BenchStats struct {
 	E2E      map[string]bench.Summary `json:"e2e"`
 	First    int64                    `json:"first_unix_nano"`
 	Last     int64                    `json:"last_unix_nano"`
+	// Busy is the work still held after the hand-offs (-1 = unknown): a
+	// phase starts once the previous one left nothing behind.
+	Busy int `json:"busy"`
 }
 
 // Stats returns the current statistics.
 func (r *BenchRecorder) Stats() BenchStats {
 	s := r.state.Load()
-	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, First: s.first.Load(), Last: s.last.Load()}
+	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, First: s.first.Load(), Last: s.last.Load(), Busy: -1}
+	if r.Busy != nil {
+		out.Busy = r.Busy()
+	}
 	for _, p := range domain.Priorities {
 		out.Handoffs[string(p)] = s.handoffs[p.Rank()].Load()
 		out.E2E[string(p)] = s.e2e[p.Rank()].Summarize()

@@ -169,6 +169,12 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		if err != nil {
 			return nil, err
 		}
+		if benchRec != nil {
+			benchRec.Busy = func() int {
+				st := h.Stats()
+				return st.Messages + st.Unrecorded + tracker.Stats().Buffered
+			}
+		}
 		s.runners = append(s.runners, h.Run)
 		s.runners = append(s.runners, otpSvc.Run)
 		s.runners = append(s.runners, func(ctx context.Context) error {
