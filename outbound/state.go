@@ -432,24 +432,20 @@ func (c *completer) apply(batch []compItem) {
 			done = append(done, messages.Completion{ID: it.st.n.ID, Total: it.st.total})
 			doneStates = append(doneStates, it.st)
 		case actRelease:
-			if st := it.st; st.fanoutDone && st.total > 0 {
-				// A finished fan-out whose sends were cut off: with its
-				// total recorded, reconciliation need not count it again.
-				if err := h.store.SetDeliveriesTotal(ctx, st.n.ID, st.total); err != nil {
-					h.logf("outbound: record fan-out of %s: %v", st.n.ID, err)
-				}
+			// A finished fan-out whose sends were cut off: with its total
+			// recorded, reconciliation need not count it again.
+			if err := h.recordTotal(ctx, it.st); err != nil {
+				h.logf("outbound: record fan-out of %s: %v", it.st.n.ID, err)
 			}
 			if err := h.store.Snooze(ctx, []string{it.st.n.ID}, it.st.releaseAt); err != nil {
 				h.logf("outbound: release lease of %s: %v", it.st.n.ID, err)
 			}
 		case actCheck:
-			if st := it.st; st.owned && st.fanoutDone && st.total > 0 {
-				// Open rows were left to the retry sweeper: the total must
-				// be durable before anyone decides completion from it.
-				if err := h.store.SetDeliveriesTotal(ctx, st.n.ID, st.total); err != nil {
-					h.logf("outbound: record fan-out of %s: %v (reconciliation resumes it)", st.n.ID, err)
-					continue
-				}
+			// Open rows were left to the retry sweeper: the total must be
+			// durable before anyone decides completion from it.
+			if err := h.recordTotal(ctx, it.st); err != nil {
+				h.logf("outbound: record fan-out of %s: %v (reconciliation resumes it)", it.st.n.ID, err)
+				continue
 			}
 			if err := h.durableCheck(ctx, it.st.n.ID); err != nil {
 				h.logf("outbound: completion check of %s: %v", it.st.n.ID, err)
@@ -468,6 +464,15 @@ func (c *completer) apply(batch []compItem) {
 		}
 		h.track.Track(evs...)
 	}
+}
+
+// recordTotal writes the delivery count of a fan-out this process ran to
+// its end (the completion writes it otherwise).
+func (h *Handler) recordTotal(ctx context.Context, st *msgState) error {
+	if !st.owned || !st.fanoutDone || st.total == 0 {
+		return nil
+	}
+	return h.store.SetDeliveriesTotal(ctx, st.n.ID, st.total)
 }
 
 // durableCheck marks a processing notification done when its fan-out is

@@ -79,11 +79,6 @@ type importer struct {
 	work   chan []importRow
 	wg     sync.WaitGroup
 
-	// stmts holds statements for full-size batches, prepared once per import
-	// on SQLite (parsing a 1000-row statement costs as much as running it);
-	// only the writer goroutine touches it.
-	stmts map[string]*sql.Stmt
-
 	mu     sync.Mutex
 	res    ImportResult
 	werr   error
@@ -98,7 +93,6 @@ func (s *Service) newImporter(ctx context.Context, appID string) *importer {
 		work:   make(chan []importRow, 1),
 		res:    ImportResult{Errors: []ImportError{}},
 		failed: map[int]bool{},
-		stmts:  map[string]*sql.Stmt{},
 	}
 	im.wg.Add(1)
 	go im.writer()
@@ -214,11 +208,6 @@ func (im *importer) finish() (ImportResult, error) {
 
 func (im *importer) writer() {
 	defer im.wg.Done()
-	defer func() {
-		for _, st := range im.stmts {
-			st.Close()
-		}
-	}()
 	for rows := range im.work {
 		if im.writeErr() != nil {
 			continue // drain
@@ -238,8 +227,10 @@ func (im *importer) write(rows []importRow) (int, error) {
 	s := im.s
 	ctx := im.ctx
 	if len(rows) == s.opts.ImportBatch {
-		im.prepare(usersUpsert(s.db, len(rows)))
-		im.prepare(membersInsert(s.db, memberChunk))
+		// Full-size batches run prepared on SQLite (compiling a 1000-row
+		// statement costs as much as running it); preparing happens outside
+		// the transaction, which holds SQLite's one write connection.
+		_ = s.db.Prepare(ctx, usersUpsert(s.db, len(rows)), membersInsert(s.db, memberChunk))
 	}
 	var written []importRow
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -289,7 +280,7 @@ func (im *importer) write(rows []importRow) (int, error) {
 			args = append(args, im.appID, in.ID, in.Name, in.Email, in.Phone, in.Locale, in.Timezone,
 				in.Identities.WeChat, in.Identities.WeCom, in.Identities.DingTalk, in.Identities.QQ, in.WebhookURL, now, now)
 		}
-		if err := im.exec(tx, usersUpsert(s.db, len(written)), args); err != nil {
+		if _, err := s.db.Exec(ctx, tx, usersUpsert(s.db, len(written)), args...); err != nil {
 			return fmt.Errorf("upsert users: %w", err)
 		}
 		margs := make([]any, 0, 3*len(written))
@@ -321,7 +312,7 @@ func (im *importer) insertMembers(tx *sql.Tx, args []any) error {
 	if len(args) == 0 {
 		return nil
 	}
-	if err := im.exec(tx, membersInsert(im.s.db, len(args)/3), args); err != nil {
+	if _, err := im.s.db.Exec(im.ctx, tx, membersInsert(im.s.db, len(args)/3), args...); err != nil {
 		return fmt.Errorf("add memberships: %w", err)
 	}
 	return nil
@@ -337,27 +328,6 @@ func usersUpsert(db *sqldb.DB, n int) string {
 
 func membersInsert(db *sqldb.DB, n int) string {
 	return db.InsertIgnore() + ` INTO profile_group_members (app_id, group_id, user_id) VALUES ` + rowsOf(3, n)
-}
-
-// prepare readies q for reuse on SQLite's single write connection; it must
-// run outside a transaction (the transaction holds that connection).
-func (im *importer) prepare(q string) {
-	if im.s.db.Dialect != sqldb.SQLite || im.stmts[q] != nil {
-		return
-	}
-	if st, err := im.s.db.W.PrepareContext(im.ctx, q); err == nil {
-		im.stmts[q] = st
-	}
-}
-
-// exec runs q in tx, through its prepared statement when there is one.
-func (im *importer) exec(tx *sql.Tx, q string, args []any) error {
-	if st := im.stmts[q]; st != nil {
-		_, err := tx.StmtContext(im.ctx, st).ExecContext(im.ctx, args...)
-		return err
-	}
-	_, err := tx.ExecContext(im.ctx, q, args...)
-	return err
 }
 
 // ---- stream formats ----

@@ -374,6 +374,11 @@ func (s *Store) Events(ctx context.Context, appID, notificationID string) ([]con
 	return out, nil
 }
 
+// sweepOld selects rows whose every event is before the cutoff (bound
+// twice): a pack's events share its first event's second, so a pack goes
+// once that whole second is before the cutoff.
+const sweepOld = `at < ? AND (more_n = 0 OR at - (at % 1000) + 1000 <= ?)`
+
 // Sweep deletes raw events recorded before the given time and returns how
 // many it deleted. Events are inserted in about time order (they are stamped
 // when tracked and written within seconds), so it walks the primary key from
@@ -381,9 +386,6 @@ func (s *Store) Events(ctx context.Context, appID, notificationID string) ([]con
 // enough, and stops at the first chunk with none: no index on the time is
 // needed and writers are held up for one chunk at a time. Rollups are kept,
 // so reports over old ranges stay available.
-// sweepOld selects rows whose every event is before the cutoff (bound twice).
-const sweepOld = `at < ? AND (more_n = 0 OR at - (at % 1000) + 1000 <= ?)`
-
 func (s *Store) Sweep(ctx context.Context, before time.Time) (int64, error) {
 	cutoff := before.UnixMilli()
 	var total int64
@@ -400,8 +402,6 @@ func (s *Store) Sweep(ctx context.Context, before time.Time) (int64, error) {
 			}
 			// Count the events (a packed row holds 1 + more_n) before deleting.
 			var events sql.NullInt64
-			// A pack's events share its first event's second: it goes once
-			// that whole second is before the cutoff.
 			if err := tx.QueryRowContext(ctx, `SELECT SUM(1 + more_n) FROM analytics_events WHERE id >= ? AND id <= ? AND `+sweepOld,
 				lo.Int64, hi.Int64, cutoff, cutoff).Scan(&events); err != nil {
 				return err

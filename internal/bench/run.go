@@ -37,8 +37,9 @@ type Options struct {
 	Out         io.Writer
 	// KeepDir keeps the server's data directory.
 	KeepDir bool
-	// ProfileDir, when set, receives a CPU profile of the server for each
-	// scenario (<scenario>.pprof), taken from its /debug/pprof endpoint.
+	// ProfileDir, when set, receives CPU profiles of the server for each
+	// scenario (<scenario>-NN.pprof, 5-second slices), taken from its
+	// /debug/pprof endpoint.
 	ProfileDir string
 }
 
@@ -207,44 +208,31 @@ func (s *server) stats() (benchStats, error) {
 	return st, json.Unmarshal(body, &st)
 }
 
-// profile starts a CPU profile of the server that runs until the returned
-// function is called, and writes it to dir/name.pprof. With dir empty it
-// does nothing.
+// profile profiles the server's CPU until the returned function is called
+// and writes the profiles to dir/name-NN.pprof. With dir empty it does
+// nothing.
 func (s *server) profile(dir, name string) func() error {
 	if dir == "" {
 		return func() error { return nil }
 	}
-	type result struct {
-		body []byte
-		err  error
-	}
-	done := make(chan result, 1)
+	done := make(chan error, 1)
 	stop := make(chan struct{})
+	client := NewClient(s.addr, "", 1)
 	go func() {
 		// A pprof CPU profile covers a fixed number of seconds, so the
 		// phase is profiled in 5-second slices (the last one may run past
 		// its end); `go tool pprof` merges the files given together.
 		var all [][]byte
 		for {
-			code, b, err := NewClient(s.addr, "", 1).Do("GET", "/debug/pprof/profile?seconds=5", nil, "")
+			code, b, err := client.Do("GET", "/debug/pprof/profile?seconds=5", nil, "")
 			if err != nil || code != 200 {
-				done <- result{err: fmt.Errorf("cpu profile: %d %v", code, err)}
+				done <- fmt.Errorf("cpu profile: %d %v", code, err)
 				return
 			}
 			all = append(all, b)
 			select {
 			case <-stop:
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					done <- result{err: err}
-					return
-				}
-				for i, b := range all {
-					if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%02d.pprof", name, i)), b, 0o644); err != nil {
-						done <- result{err: err}
-						return
-					}
-				}
-				done <- result{}
+				done <- writeProfiles(dir, name, all)
 				return
 			default:
 			}
@@ -252,8 +240,20 @@ func (s *server) profile(dir, name string) func() error {
 	}()
 	return func() error {
 		close(stop)
-		return (<-done).err
+		return <-done
 	}
+}
+
+func writeProfiles(dir, name string, profiles [][]byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i, b := range profiles {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%02d.pprof", name, i)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *server) reset() error {

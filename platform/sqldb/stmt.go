@@ -128,16 +128,8 @@ func (db *DB) readStmt(ctx context.Context, pool *sql.DB, q string) *sql.Stmt {
 	return st
 }
 
-// ReadQuery runs a read on pool (db.R, or db.W for reads that must see the
-// primary), from a cached prepared statement on SQLite's read pool.
-func (db *DB) ReadQuery(ctx context.Context, pool *sql.DB, q string, args ...any) (*sql.Rows, error) {
-	if st := db.readStmt(ctx, pool, q); st != nil {
-		return st.QueryContext(ctx, args...)
-	}
-	return pool.QueryContext(ctx, q, args...)
-}
-
-// ReadQueryRow is ReadQuery for one row.
+// ReadQueryRow reads one row on pool (db.R, or db.W for reads that must see
+// the primary), from a cached prepared statement on SQLite's read pool.
 func (db *DB) ReadQueryRow(ctx context.Context, pool *sql.DB, q string, args ...any) *sql.Row {
 	if st := db.readStmt(ctx, pool, q); st != nil {
 		return st.QueryRowContext(ctx, args...)

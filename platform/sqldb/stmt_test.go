@@ -123,15 +123,7 @@ func TestPreparedStatements(t *testing.T) {
 		if c != 33 || sum != 33*32/2 {
 			t.Fatalf("count %d sum %d, want 33 and %d", c, sum, 33*32/2)
 		}
-		rows, err := db.ReadQuery(ctx, db.R, sel, 30)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		if !rows.Next() {
-			t.Fatal("no row")
-		}
-		if err := rows.Scan(&c, &sum); err != nil || c != 3 || sum != 30+31+32 {
+		if err := db.ReadQueryRow(ctx, db.R, sel, 30).Scan(&c, &sum); err != nil || c != 3 || sum != 30+31+32 {
 			t.Fatalf("count %d sum %d err %v, want 3 and 93", c, sum, err)
 		}
 	})

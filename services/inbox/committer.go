@@ -25,9 +25,9 @@ type committer struct {
 	wg     sync.WaitGroup
 	mu     sync.RWMutex
 	closed bool
-	// stmts caches prepared inserts by row count (parsing a 100-row insert
-	// costs as much as running it). Only the loop goroutine touches it.
-	stmts map[int]*sql.Stmt
+	// insert is the multi-row insert in power-of-two sizes, prepared on
+	// SQLite (compiling a 100-row insert costs as much as running it).
+	insert *sqldb.Sized
 }
 
 type deliverReq struct {
@@ -43,7 +43,11 @@ type deliverReq struct {
 var reqPool = sync.Pool{New: func() any { return &deliverReq{done: make(chan struct{}, 1)} }}
 
 func newCommitter(s *Store, opts Options) *committer {
-	c := &committer{s: s, opts: opts, reqs: make(chan *deliverReq, opts.CommitBatch*4), stmts: map[int]*sql.Stmt{}}
+	c := &committer{s: s, opts: opts, reqs: make(chan *deliverReq, opts.CommitBatch*4),
+		insert: sqldb.NewSized(perInsert, sqldb.Rows(s.db.InsertIgnore()+` INTO inbox_items (`+itemCols+`) VALUES `,
+			"(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)", ""))}
+	// Preparing only saves compiling: the texts run unprepared if it fails.
+	_ = s.db.Prepare(context.Background(), c.insert.Texts()...)
 	c.wg.Add(1)
 	go c.loop()
 	return c
@@ -82,9 +86,6 @@ func (c *committer) close() {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
-	for _, st := range c.stmts {
-		_ = st.Close()
-	}
 }
 
 func (c *committer) loop() {
@@ -141,10 +142,6 @@ func (c *committer) commit(batch []*deliverReq) {
 		r.item.ID = ids.New("inb")
 		r.item.CreatedAt, r.item.UpdatedAt = domain.FromMillis(now), domain.FromMillis(now)
 	}
-	if len(live) >= perInsert {
-		c.prepare(perInsert)
-	}
-	c.prepare(len(live)%perInsert, 1)
 	err := c.s.db.Tx(context.Background(), func(tx *sql.Tx) error { return c.write(tx, live) })
 	if err != nil && len(live) > 1 {
 		// One bad item must not fail its neighbours: settle each alone.
@@ -166,38 +163,8 @@ func (c *committer) commit(batch []*deliverReq) {
 	}
 }
 
-const perInsert = 100
-
-func (c *committer) insertSQL(rows int) string {
-	var b strings.Builder
-	b.Grow(200 + rows*52)
-	b.WriteString(c.s.db.InsertIgnore())
-	b.WriteString(` INTO inbox_items (` + itemCols + `) VALUES `)
-	for i := 0; i < rows; i++ {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)")
-	}
-	return b.String()
-}
-
-// prepare makes sure inserts of the given row counts are prepared. It runs
-// outside the transaction (SQLite has one writer connection, which the
-// transaction holds). On SQLite every size is cached; on MySQL only the full
-// chunk, to keep server-side statements per connection few.
-func (c *committer) prepare(sizes ...int) {
-	for _, rows := range sizes {
-		if rows <= 0 || c.stmts[rows] != nil || (c.s.db.Dialect == sqldb.MySQL && rows != perInsert) {
-			continue
-		}
-		st, err := c.s.db.W.PrepareContext(context.Background(), c.insertSQL(rows))
-		if err != nil {
-			continue // such inserts run ad hoc, where a real error shows
-		}
-		c.stmts[rows] = st
-	}
-}
+// perInsert caps the rows of one insert.
+const perInsert = 128
 
 // write inserts the batch, skipping deliveries already stored (or repeated
 // within the batch), and marks which requests were inserted.
@@ -215,8 +182,8 @@ func (c *committer) write(tx *sql.Tx, batch []*deliverReq) error {
 		seen[k] = true
 		insert = append(insert, r)
 	}
-	for start := 0; start < len(insert); start += perInsert {
-		chunk := insert[start:min(start+perInsert, len(insert))]
+	return c.insert.Each(len(insert), func(q string, start, end int) error {
+		chunk := insert[start:end]
 		args := make([]any, 0, len(chunk)*14)
 		for _, r := range chunk {
 			it := r.item
@@ -224,13 +191,7 @@ func (c *committer) write(tx *sql.Tx, batch []*deliverReq) error {
 			args = append(args, it.ID, it.AppID, it.UserID, it.NotificationID, it.DeliveryID, string(it.Kind), it.Category,
 				it.Title, it.Body, it.TodoKey, r.data, it.State, ms, ms)
 		}
-		var res sql.Result
-		var err error
-		if st := c.stmts[len(chunk)]; st != nil {
-			res, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-		} else {
-			res, err = tx.ExecContext(ctx, c.insertSQL(len(chunk)), args...)
-		}
+		res, err := c.s.db.Exec(ctx, tx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -242,13 +203,10 @@ func (c *committer) write(tx *sql.Tx, batch []*deliverReq) error {
 			for _, r := range chunk {
 				r.inserted = true
 			}
-			continue
+			return nil
 		}
-		if err := c.markInserted(ctx, tx, chunk); err != nil {
-			return err
-		}
-	}
-	return nil
+		return c.markInserted(ctx, tx, chunk)
+	})
 }
 
 // markInserted finds which requests of a chunk were inserted when some were
