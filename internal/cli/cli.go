@@ -173,7 +173,7 @@ func serve(args []string, stderr io.Writer) error {
 }
 
 func openDB(ctx context.Context, cfg config.Config) (*sqldb.DB, error) {
-	return sqldb.Open(ctx, cfg.Database.URL, sqldb.Options{DataDir: cfg.DataDir, ReadURL: cfg.Database.ReadURL, MaxOpen: cfg.Database.MaxOpen})
+	return sqldb.Open(ctx, cfg.Database.URL, sqldb.Options{DataDir: cfg.DataDir, ReadURL: cfg.Database.ReadURL, MaxOpen: cfg.Database.MaxOpen, CacheMB: cfg.Database.CacheMB})
 }
 
 func migrate(args []string, stdout io.Writer) error {

@@ -50,7 +50,7 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		}
 	}()
 
-	db, err := sqldb.Open(ctx, cfg.Database.URL, sqldb.Options{DataDir: cfg.DataDir, ReadURL: cfg.Database.ReadURL, MaxOpen: cfg.Database.MaxOpen})
+	db, err := sqldb.Open(ctx, cfg.Database.URL, sqldb.Options{DataDir: cfg.DataDir, ReadURL: cfg.Database.ReadURL, MaxOpen: cfg.Database.MaxOpen, CacheMB: cfg.Database.CacheMB})
 	if err != nil {
 		return nil, err
 	}
@@ -95,10 +95,12 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 
 	// Tracker.
 	// On embedded SQLite the tracker writes to a database file of its own, so
-	// analytics never queue for the single writer of the message store.
+	// analytics never queue for the single writer of the message store. Its
+	// writer appends packed event rows, so a quarter of the store's page
+	// cache serves it (min 8 MiB).
 	adb := db
 	if db.Dialect == sqldb.SQLite && cfg.Analytics.Driver != "cassandra" {
-		adb, err = sqldb.Open(ctx, "sqlite://"+filepath.Join(cfg.DataDir, "analytics.db"), sqldb.Options{})
+		adb, err = sqldb.Open(ctx, "sqlite://"+filepath.Join(cfg.DataDir, "analytics.db"), sqldb.Options{CacheMB: max(8, cfg.Database.CacheMB/4)})
 		if err != nil {
 			return nil, fmt.Errorf("analytics database: %w", err)
 		}

@@ -48,6 +48,8 @@ type Database struct {
 	URL     string `yaml:"url" env:"HERALD_DATABASE_URL" secret:"url"`
 	ReadURL string `yaml:"read_url" env:"HERALD_DATABASE_READ_URL" secret:"url"`
 	MaxOpen int    `yaml:"max_open" env:"HERALD_DATABASE_MAX_OPEN"`
+	// CacheMB is the embedded SQLite writer's page cache in MiB.
+	CacheMB int `yaml:"cache_mb" env:"HERALD_DATABASE_CACHE_MB"`
 	// CommitWindow is how long the group committer waits to gather writes.
 	CommitWindow time.Duration `yaml:"commit_window" env:"HERALD_DATABASE_COMMIT_WINDOW"`
 	// CommitBatch caps how many writes share one transaction.
@@ -155,7 +157,7 @@ func Defaults() Config {
 		DataDir:  "./herald-data",
 		Targets:  "all",
 		LogLevel: "info",
-		Database: Database{MaxOpen: 32, CommitWindow: 0, CommitBatch: 512},
+		Database: Database{MaxOpen: 32, CacheMB: 32, CommitWindow: 0, CommitBatch: 512},
 		Queue:    Queue{Driver: "embedded", LaneCapacity: 65536, AgeLimit: 5 * time.Second, Visibility: 5 * time.Minute, RocketMQ: RocketMQ{TopicPrefix: "herald", Group: "herald-outbound"}},
 		Outbound: Outbound{Workers: 16, MaxAttempts: 8, BackoffBase: time.Second, BackoffMax: 10 * time.Minute,
 			SweepInterval: 5 * time.Second, StaleAfter: 2 * time.Minute, DefaultChannels: []string{"inapp"}},
@@ -307,6 +309,9 @@ func (c *Config) Validate() error {
 	case "sql", "cassandra":
 	default:
 		return fmt.Errorf("analytics.driver %q: want sql or cassandra", c.Analytics.Driver)
+	}
+	if c.Database.CacheMB < 1 || c.Database.CacheMB > 65536 {
+		return fmt.Errorf("database.cache_mb %d: want 1 to 65536", c.Database.CacheMB)
 	}
 	if c.Outbound.MaxAttempts < 1 {
 		return fmt.Errorf("outbound.max_attempts must be at least 1")
