@@ -24,6 +24,10 @@ const profileBatch = 500
 // reconciliation) protects the message, not the lane.
 func (h *Handler) fanout(ctx context.Context, l queue.Lease) {
 	msg := l.Message()
+	if st := h.takePreclaimed(msg.ID); st != nil {
+		h.fanoutPreclaimed(ctx, l, st) // claimed at accept
+		return
+	}
 	if h.ownedActive(msg.ID) {
 		h.settleLease(l, true, 0) // a duplicate of a message this process is working on
 		return

@@ -174,6 +174,9 @@ type Handler struct {
 
 	regMu sync.Mutex
 	reg   map[string]*msgState
+	// preclaiming: Hold claims notifications at accept (from Run until
+	// shutdown).
+	preclaiming bool
 
 	heldMu   sync.Mutex
 	held     map[string]*job // durable open rows claimed by this process and held in memory
@@ -334,6 +337,9 @@ func (h *Handler) Run(ctx context.Context) error {
 	go h.sweepLoop("retry", h.retrySweep, h.retryKick)
 	go h.heartbeat()
 	go h.receive()
+	h.regMu.Lock()
+	h.preclaiming = true
+	h.regMu.Unlock()
 
 	<-ctx.Done()
 	if h.dead.Load() {
@@ -361,6 +367,7 @@ func (h *Handler) shutdown() {
 		}
 	}
 	h.fanWG.Wait()
+	h.stopPreclaiming()
 	h.stopTimers()
 	for _, p := range h.pools {
 		p.close()

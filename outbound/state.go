@@ -27,8 +27,10 @@ type msgState struct {
 	// owned: this process claimed the message (accepted/queued → processing)
 	// and runs or ran its fan-out; otherwise the state only carries
 	// deliveries the retry sweeper picked up.
-	owned      bool
-	fanning    bool
+	owned   bool
+	fanning bool
+	// preclaimed: claimed at accept (Hold); its fan-out has not started yet.
+	preclaimed bool
 	fanoutDone bool // the fan-out finished; total is its delivery count
 	total      int  // written with the completion (or before a database completion check)
 	// outstanding counts deliveries held in memory: in a pool, being sent,

@@ -96,6 +96,10 @@ func (s *Service) Mount(r fiber.Router) {
 // or that middleware also guards these paths.
 func (s *Service) MountPublic(app *fiber.App) { s.gateway.MountPublic(app) }
 
+// SetHolder makes immediate sends claimed at accept by the outbound
+// handler of this process (see notify.Holder).
+func (s *Service) SetHolder(h notify.Holder) { s.notify.SetHolder(h) }
+
 // Inbox returns the in-app inbox (for the in-app adapter).
 func (s *Service) Inbox() contracts.Inbox { return s.inbox }
 

@@ -171,6 +171,11 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 		if err != nil {
 			return nil, err
 		}
+		if cfg.Queue.Driver == "embedded" {
+			// The lanes are this process's own, so the handler that
+			// drains them claims immediate sends as they are accepted.
+			svc.SetHolder(h)
+		}
 		if benchRec != nil {
 			benchRec.Busy = func() int {
 				st := h.Stats()

@@ -46,16 +46,33 @@ type Options struct {
 	OutboxDelay time.Duration
 }
 
+// Holder is the outbound handler of this process when it consumes the
+// lanes the API publishes to: it claims a notification as it is accepted,
+// so its fan-out starts without a claim of its own.
+type Holder interface {
+	// Hold marks n, about to be accepted, as claimed by this process
+	// (processing, with a lease); false leaves n unchanged.
+	Hold(n *messages.Notification) bool
+	// Unhold gives a held notification back when its lane message will
+	// not be published: committed says whether its row was written.
+	Unhold(id string, committed bool)
+}
+
 // API serves /v1/notifications.
 type API struct {
 	store       *messages.Store
 	queue       queue.Queue
+	holder      Holder
 	renderer    contracts.Renderer
 	tracker     contracts.Tracker
 	logf        func(string, ...any)
 	outboxDelay time.Duration
 	pubErrs     throttle
 }
+
+// SetHolder makes immediate sends claimed at accept by h (call it before
+// the API serves). h must consume the lanes of the API's queue.
+func (a *API) SetHolder(h Holder) { a.holder = h }
 
 // New returns the API.
 func New(opts Options) *API {
@@ -155,11 +172,15 @@ func (a *API) Send(c *fiber.Ctx) error {
 		n.RequestHash = requestHash(&req)
 	}
 
+	held := n.Status == domain.MessageAccepted && a.queue != nil && a.holder != nil && a.holder.Hold(n)
 	res, err := a.store.Accept(ctx, n)
 	for try := 0; try < 2 && err != nil && idemKey != "" && sqldb.IsDuplicate(err); try++ {
 		// Another writer (a concurrent committer or instance) won the race
 		// for this key and has committed: accepting again resolves to its row.
 		res, err = a.store.Accept(ctx, n)
+	}
+	if held && (err != nil || res.Duplicate) {
+		a.holder.Unhold(n.ID, false) // no row of n's was written
 	}
 	switch {
 	case errors.Is(err, messages.ErrIdempotencyConflict):
@@ -175,20 +196,27 @@ func (a *API) Send(c *fiber.Ctx) error {
 	// Committed: now hand it to the lanes. A lost publish is not an error for
 	// the client: the row is in the outbox with next_at set, and the sweeper
 	// publishes it when next_at passes.
-	if n.Status == domain.MessageAccepted && a.queue != nil {
+	status := n.Status
+	if held {
+		status = domain.MessageAccepted // claimed by this process, not yet dispatched
+	}
+	if status == domain.MessageAccepted && a.queue != nil {
 		if err := a.queue.Publish(ctx, queue.Message{ID: n.ID, AppID: appID, Priority: n.Priority}); err != nil {
+			if held {
+				a.holder.Unhold(n.ID, true) // reconciliation publishes it again
+			}
 			a.pubErrs.log(a.logf, "notify: publish %s to the %s lane (left to the outbox sweeper): %v", n.ID, n.Priority, err)
 		}
 	}
 	ev := contracts.Event{AppID: appID, NotificationID: n.ID, Category: n.Category, Priority: n.Priority, Type: contracts.EventAccepted, At: now}
-	if n.Status == domain.MessageScheduled {
+	if status == domain.MessageScheduled {
 		ev2 := ev
 		ev2.Type = contracts.EventScheduled
 		a.tracker.Track(ev, ev2)
 	} else {
 		a.tracker.Track(ev)
 	}
-	return writeAccepted(c, n.ID, n.Status, false)
+	return writeAccepted(c, n.ID, status, false)
 }
 
 // replay answers a repeated request with the first answer. The body is the
