@@ -209,7 +209,7 @@ type Handler struct {
 
 	skipped  atomic.Uint64
 	pendingN atomic.Uint64
-	urgent   atomic.Int32 // high-priority claims waiting for the writer
+	urgent   atomic.Int32 // high-priority claims waiting for the writer (or accepts claimed at accept, until their fan-out starts)
 
 	retryKick chan struct{}
 	retryNow  atomic.Bool

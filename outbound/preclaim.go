@@ -46,6 +46,12 @@ func (h *Handler) Hold(n *messages.Notification) bool {
 	c := *n // the API goes on reading n
 	st := h.newState(&c, true)
 	st.preclaimed = true
+	if n.Priority == domain.PriorityHigh {
+		// Until its fan-out starts, the recorder lets the accept commit in
+		// ahead of its next low-priority chunk, as it does a claim.
+		st.urgent = true
+		h.urgent.Add(1)
+	}
 	h.reg[n.ID] = st
 	return true
 }
@@ -84,6 +90,10 @@ func (h *Handler) takePreclaimed(id string) *msgState {
 		return nil
 	}
 	st.preclaimed = false
+	if st.urgent {
+		st.urgent = false
+		h.urgent.Add(-1)
+	}
 	return st
 }
 
