@@ -66,3 +66,12 @@ func CPUPercent(a, b ProcStats, wall time.Duration) float64 {
 	}
 	return float64(b.CPU-a.CPU) / float64(wall) * 100
 }
+
+// ResetPeak sets the process's VmHWM back to its current resident set
+// (Linux: clear_refs 5), so a later PeakKB is the peak of what follows.
+func ResetPeak(pid int) error {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset peak RSS of %d: %w", pid, err)
+	}
+	return nil
+}

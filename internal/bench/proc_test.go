@@ -2,6 +2,8 @@ package bench
 
 import (
 	"os"
+	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -20,5 +22,25 @@ func TestReadProcSelf(t *testing.T) {
 	s2, _ := ReadProc(os.Getpid())
 	if s2.CPU < s.CPU || x == 0 {
 		t.Fatalf("cpu went backwards: %v -> %v", s.CPU, s2.CPU)
+	}
+}
+
+// TestResetPeak: after a large allocation is freed and the peak reset,
+// VmHWM falls back towards the current resident set.
+func TestResetPeak(t *testing.T) {
+	b := make([]byte, 200<<20)
+	for i := range b {
+		b[i] = 1
+	}
+	before, _ := ReadProc(os.Getpid())
+	b = nil
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := ResetPeak(os.Getpid()); err != nil {
+		t.Skipf("this kernel cannot reset VmHWM: %v", err)
+	}
+	after, _ := ReadProc(os.Getpid())
+	if after.PeakKB >= before.PeakKB-100<<10 {
+		t.Fatalf("peak %d kB before the reset, %d kB after (rss %d kB)", before.PeakKB, after.PeakKB, after.RSSKB)
 	}
 }
