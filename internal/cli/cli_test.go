@@ -102,3 +102,22 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Fatal("no args should be a usage error")
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		mb   int
+		env  string
+		want int64
+		ok   bool
+	}{
+		{0, "", 0, false},
+		{150, "", 150 << 20, true},
+		{150, "1GiB", 0, false}, // GOMEMLIMIT wins
+		{-1, "", 0, false},
+	} {
+		got, ok := memoryLimit(tc.mb, tc.env)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("memoryLimit(%d, %q) = %d, %v; want %d, %v", tc.mb, tc.env, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -22,6 +22,9 @@ type Config struct {
 	DataDir   string    `yaml:"data_dir" env:"HERALD_DATA_DIR"`
 	Targets   string    `yaml:"targets" env:"HERALD_TARGETS"`
 	LogLevel  string    `yaml:"log_level" env:"HERALD_LOG_LEVEL"`
+	// MemoryLimitMB is the Go runtime's soft memory limit in MiB for
+	// `herald serve` (0 = none; GOMEMLIMIT, when set, wins).
+	MemoryLimitMB int `yaml:"memory_limit_mb" env:"HERALD_MEMORY_LIMIT_MB"`
 	Database  Database  `yaml:"database"`
 	Queue     Queue     `yaml:"queue"`
 	Outbound  Outbound  `yaml:"outbound"`
@@ -309,6 +312,9 @@ func (c *Config) Validate() error {
 	case "sql", "cassandra":
 	default:
 		return fmt.Errorf("analytics.driver %q: want sql or cassandra", c.Analytics.Driver)
+	}
+	if c.MemoryLimitMB < 0 {
+		return fmt.Errorf("memory_limit_mb %d: want 0 (no limit) or more", c.MemoryLimitMB)
 	}
 	if c.Database.CacheMB < 1 || c.Database.CacheMB > 65536 {
 		return fmt.Errorf("database.cache_mb %d: want 1 to 65536", c.Database.CacheMB)
