@@ -18,21 +18,21 @@ import (
 
 // Config is the whole configuration. The env tag names the variable.
 type Config struct {
-	HTTP      HTTP      `yaml:"http"`
-	DataDir   string    `yaml:"data_dir" env:"HERALD_DATA_DIR"`
-	Targets   string    `yaml:"targets" env:"HERALD_TARGETS"`
-	LogLevel  string    `yaml:"log_level" env:"HERALD_LOG_LEVEL"`
+	HTTP     HTTP   `yaml:"http"`
+	DataDir  string `yaml:"data_dir" env:"HERALD_DATA_DIR"`
+	Targets  string `yaml:"targets" env:"HERALD_TARGETS"`
+	LogLevel string `yaml:"log_level" env:"HERALD_LOG_LEVEL"`
 	// MemoryLimitMB is the Go runtime's soft memory limit in MiB for
 	// `herald serve` (0 = none; GOMEMLIMIT, when set, wins).
-	MemoryLimitMB int `yaml:"memory_limit_mb" env:"HERALD_MEMORY_LIMIT_MB"`
-	Database  Database  `yaml:"database"`
-	Queue     Queue     `yaml:"queue"`
-	Outbound  Outbound  `yaml:"outbound"`
-	SMTP      SMTP      `yaml:"smtp"`
-	Webhook   Webhook   `yaml:"webhook"`
-	Inbox     Inbox     `yaml:"inbox"`
-	Security  Security  `yaml:"security"`
-	Analytics Analytics `yaml:"analytics"`
+	MemoryLimitMB int       `yaml:"memory_limit_mb" env:"HERALD_MEMORY_LIMIT_MB"`
+	Database      Database  `yaml:"database"`
+	Queue         Queue     `yaml:"queue"`
+	Outbound      Outbound  `yaml:"outbound"`
+	SMTP          SMTP      `yaml:"smtp"`
+	Webhook       Webhook   `yaml:"webhook"`
+	Inbox         Inbox     `yaml:"inbox"`
+	Security      Security  `yaml:"security"`
+	Analytics     Analytics `yaml:"analytics"`
 	// Providers holds default vendor-channel settings (SMS, WeChat, ...),
 	// keyed by provider name; apps may override them through /v1/providers.
 	Providers map[string]map[string]string `yaml:"providers"`
