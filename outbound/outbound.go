@@ -92,6 +92,11 @@ type Tuning struct {
 	RecordWriters int
 	// GroupBatch is the page size for streaming group members (default 1000).
 	GroupBatch int
+	// PreclaimCap bounds the notifications claimed at accept whose fan-out
+	// has not started (default 16384). They are held in memory with their
+	// payload; beyond the cap, Hold refuses and the API accepts as usual
+	// (the fan-out then claims).
+	PreclaimCap int
 	// SweepLimit bounds the rows one sweep batch handles (default 500); a
 	// sweep runs at most SweepBatches batches per run (default 8).
 	SweepLimit   int
@@ -130,6 +135,7 @@ func (t *Tuning) defaults(cfg config.Outbound, d sqldb.Dialect) {
 	setDefault(&t.RecordTxRows, 256)
 	setDefault(&t.RecordLowTxRows, 1024)
 	setDefault(&t.GroupBatch, 1000)
+	setDefault(&t.PreclaimCap, 16384)
 	setDefault(&t.SweepLimit, 500)
 	setDefault(&t.SweepBatches, 8)
 	setDefaultDur(&t.RetryTimerMax, time.Minute)
@@ -175,8 +181,9 @@ type Handler struct {
 	regMu sync.Mutex
 	reg   map[string]*msgState
 	// preclaiming: Hold claims notifications at accept (from Run until
-	// shutdown).
+	// shutdown); preclaimed counts those whose fan-out has not started.
 	preclaiming bool
+	preclaimed  int
 
 	heldMu   sync.Mutex
 	held     map[string]*job // durable open rows claimed by this process and held in memory

@@ -30,15 +30,18 @@ import (
 // Hold claims n, about to be accepted with status accepted, for this
 // process: it sets n's status to processing, its next_at to the lease and
 // its dispatch time, and registers it. It reports false (and leaves n alone)
-// when the handler does not run or is stopping; the API then accepts n as
+// when the handler does not run or is stopping, or when Tuning.PreclaimCap
+// notifications wait for their fan-out already; the API then accepts n as
 // usual. Every Hold that returns true must be followed by the lane publish
 // or by Unhold.
 func (h *Handler) Hold(n *messages.Notification) bool {
 	h.regMu.Lock()
 	defer h.regMu.Unlock()
-	if !h.preclaiming || h.dead.Load() || n.Status != domain.MessageAccepted || h.reg[n.ID] != nil {
+	if !h.preclaiming || h.dead.Load() || n.Status != domain.MessageAccepted || h.reg[n.ID] != nil ||
+		h.preclaimed >= h.tun.PreclaimCap {
 		return false
 	}
+	h.preclaimed++
 	now := h.now()
 	n.Status = domain.MessageProcessing
 	n.NextAt = now.Add(h.cfg.StaleAfter)
@@ -90,6 +93,7 @@ func (h *Handler) takePreclaimed(id string) *msgState {
 		return nil
 	}
 	st.preclaimed = false
+	h.preclaimed--
 	if st.urgent {
 		st.urgent = false
 		h.urgent.Add(-1)

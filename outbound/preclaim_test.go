@@ -217,3 +217,29 @@ func TestPreclaimExpired(t *testing.T) {
 	}
 	waitFor(t, "no state left", func() bool { return e.h.Stats().Messages == 0 })
 }
+
+// TestPreclaimCap: at most PreclaimCap notifications wait claimed for
+// their fan-out; beyond it Hold refuses (the API then accepts as usual),
+// and a started fan-out makes room again.
+func TestPreclaimCap(t *testing.T) {
+	db := sqldbtest.SQLite(t)
+	e := newEnv(t, db, domain.ChannelInApp)
+	e.dir.add(&contracts.Profile{UserID: "u1"})
+	e.deps.Tuning.PreclaimCap = 2
+	e.start()
+	a, b, c := e.notification(users("u1")), e.notification(users("u1")), e.notification(users("u1"))
+	e.acceptHeld(a, false)
+	e.acceptHeld(b, false)
+	if e.h.Hold(c) || c.Status != domain.MessageAccepted {
+		t.Fatalf("a third notification was claimed past the cap of 2 (status %s)", c.Status)
+	}
+	e.accept(users("u1")) // the usual path still works
+	if err := e.q.Publish(context.Background(), queue.Message{ID: a.ID, AppID: a.AppID, Priority: a.Priority}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(a.ID, domain.MessageDone)
+	e.hold(c)
+	e.h.Unhold(c.ID, false)
+	e.h.Unhold(b.ID, true)
+	e.waitStatus(b.ID, domain.MessageDone)
+}
