@@ -57,7 +57,11 @@ type Report struct {
 	E2E5k     map[string]Summary `json:"e2e_at_5k,omitempty"`
 	Priority  *PriorityResult    `json:"priority,omitempty"`
 	ServerCPU map[string]float64 `json:"server_cpu_percent"`
-	PeakRSSMB float64            `json:"server_peak_rss_mb"`
+	// CPUPerAcceptUS is the server's CPU time during the accept phase
+	// (accepting and dispatching, until drained) per accepted notification:
+	// steadier than rates on a shared machine when comparing two builds.
+	CPUPerAcceptUS float64 `json:"server_cpu_us_per_accept,omitempty"`
+	PeakRSSMB      float64 `json:"server_peak_rss_mb"`
 }
 
 // PriorityResult is the high-priority stream during a big low-priority fan-out.
@@ -70,6 +74,9 @@ type PriorityResult struct {
 	High            Summary `json:"high_e2e"`
 	HighAPI         Summary `json:"high_api"`
 	PeakRSSMB       float64 `json:"server_peak_rss_mb"`
+	// CPUPerDeliveryUS is the server's CPU time from the group send to the
+	// last hand-off per low-priority delivery (the high stream included).
+	CPUPerDeliveryUS float64 `json:"server_cpu_us_per_delivery"`
 }
 
 type benchStats struct {

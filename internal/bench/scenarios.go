@@ -74,6 +74,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%s: %v", name, perr)
 		}
 		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
+		if name == "accept" && rep.Accept != nil && rep.Accept.OK > 0 {
+			rep.CPUPerAcceptUS = float64((after.CPU - before.CPU).Microseconds()) / float64(rep.Accept.OK)
+			o.logf("server CPU per accepted notification (accepted and dispatched): %.0f µs", rep.CPUPerAcceptUS)
+		}
 		rep.PeakRSSMB = float64(after.PeakKB) / 1024
 		return err
 	}
@@ -184,6 +188,7 @@ func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityRe
 	if err := ResetPeak(pid); err != nil {
 		o.logf("%v: the peak RSS below covers the whole run", err)
 	}
+	cpu0, _ := ReadProc(pid)
 	body := `{"content":{"*":{"title":"Maintenance tonight","body":"The service will be down 02:00-03:00."}},"recipients":[{"group_id":"everyone"}],"channels":["bench"],"priority":"low","category":"ops"}`
 	sendAt := time.Now()
 	code, b, err := s.client.Do("POST", "/v1/notifications", []byte(body), "")
@@ -222,7 +227,11 @@ func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityRe
 	pr.HighAPI = high.Latency.Summarize()
 	ps, _ := ReadProc(pid)
 	pr.PeakRSSMB = float64(ps.PeakKB) / 1024
-	o.logf("fan-out: %d deliveries in %.1f s = %.0f deliveries/s; server peak RSS %.0f MB", pr.Delivered, pr.FanoutSeconds, pr.FanoutPerSecond, pr.PeakRSSMB)
+	if pr.Delivered > 0 {
+		pr.CPUPerDeliveryUS = float64((ps.CPU - cpu0.CPU).Microseconds()) / float64(pr.Delivered)
+	}
+	o.logf("fan-out: %d deliveries in %.1f s = %.0f deliveries/s; server peak RSS %.0f MB, CPU %.1f µs per delivery",
+		pr.Delivered, pr.FanoutSeconds, pr.FanoutPerSecond, pr.PeakRSSMB, pr.CPUPerDeliveryUS)
 	o.logf("high priority at %.0f/s during the fan-out: end to end p50 %.2f ms p99 %.2f ms p99.9 %.2f ms (%d); api p99 %.2f ms",
 		o.HighRate, pr.High.P50, pr.High.P99, pr.High.P999, pr.High.Count, pr.HighAPI.P99)
 	if pr.Delivered < uint64(o.GroupSize) {
