@@ -69,9 +69,6 @@ func (h *Handler) Unhold(id string, committed bool) {
 	if st == nil {
 		return
 	}
-	// The store's accept-time copy says processing; the fan-out that
-	// reconciliation starts must read the row.
-	h.store.Take(id)
 	if committed {
 		h.endFanout(st, false)
 		return
@@ -116,7 +113,6 @@ func (h *Handler) drop(st *msgState) {
 
 // fanoutPreclaimed runs the fan-out of a notification claimed at accept.
 func (h *Handler) fanoutPreclaimed(ctx context.Context, l queue.Lease, st *msgState) {
-	h.store.Take(st.n.ID) // the accept-time copy is not needed
 	n := st.n
 	if expired(n, h.now()) {
 		c, err := h.store.Transition(ctx, []string{n.ID}, domain.MessageExpired, time.Time{}, "expired before dispatch", domain.MessageProcessing)

@@ -164,7 +164,9 @@ func (c *committer) commit(batch []*acceptReq) {
 	for _, r := range live {
 		if err != nil {
 			r.err = fmt.Errorf("accept notification: %w", err)
-		} else if r.err == nil && !r.res.Duplicate {
+		} else if r.err == nil && !r.res.Duplicate && r.n.Status != domain.MessageProcessing {
+			// A row written processing was claimed at accept: the claimer
+			// holds its own copy and never asks Take for it.
 			c.s.recent.put(r.n)
 		}
 		r.done <- struct{}{}

@@ -54,6 +54,28 @@ func TestStore(t *testing.T) {
 			}
 		})
 
+		t.Run("take", func(t *testing.T) {
+			n := newNotif("app_a")
+			if _, err := s.Accept(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Take(n.ID); got == nil || got.ID != n.ID || got.Status != domain.MessageAccepted {
+				t.Fatalf("Take after accept = %+v", got)
+			}
+			if got := s.Take(n.ID); got != nil {
+				t.Fatal("a notification was taken twice")
+			}
+			// Claimed at accept: the claimer keeps its own copy.
+			p := newNotif("app_a")
+			p.Status = domain.MessageProcessing
+			if _, err := s.Accept(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Take(p.ID); got != nil {
+				t.Fatalf("a notification written processing was kept for Take: %+v", got)
+			}
+		})
+
 		t.Run("idempotency", func(t *testing.T) {
 			a := newNotif("app_a")
 			a.IdempotencyKey, a.RequestHash = "k1", "h1"
