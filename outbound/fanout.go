@@ -163,8 +163,8 @@ func (h *Handler) urgently(high bool, fn func() error) error {
 	if !high {
 		return fn()
 	}
-	h.urgent.Add(1)
-	defer h.urgent.Add(-1)
+	h.urgentIn.Add(1)
+	defer h.urgentOut.Add(1)
 	return fn()
 }
 

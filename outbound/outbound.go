@@ -216,7 +216,10 @@ type Handler struct {
 
 	skipped  atomic.Uint64
 	pendingN atomic.Uint64
-	urgent   atomic.Int32 // high-priority claims waiting for the writer (or accepts claimed at accept, until their fan-out starts)
+	// urgentIn and urgentOut count urgent writes begun and finished:
+	// high-priority claims, and high-priority accepts claimed at accept
+	// (finished when their fan-out starts).
+	urgentIn, urgentOut atomic.Uint64
 
 	retryKick chan struct{}
 	retryNow  atomic.Bool

@@ -53,7 +53,7 @@ func (h *Handler) Hold(n *messages.Notification) bool {
 		// Until its fan-out starts, the recorder lets the accept commit in
 		// ahead of its next low-priority chunk, as it does a claim.
 		st.urgent = true
-		h.urgent.Add(1)
+		h.urgentIn.Add(1)
 	}
 	h.reg[n.ID] = st
 	return true
@@ -93,7 +93,7 @@ func (h *Handler) takePreclaimed(id string) *msgState {
 	h.preclaimed--
 	if st.urgent {
 		st.urgent = false
-		h.urgent.Add(-1)
+		h.urgentOut.Add(1)
 	}
 	return st
 }

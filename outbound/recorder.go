@@ -303,10 +303,15 @@ func chunkRows(take []recEntry, txRows, lowTxRows int) ([][]*messages.Delivery, 
 	return chunks, events
 }
 
-// preempt runs between low-priority chunks: a high-priority claim waiting
-// for the writer goes first, then any high-priority rows.
+// preempt runs between low-priority chunks: the high-priority claims and
+// accepts already waiting for the writer go first, then any high-priority
+// rows. It waits only for the urgent writes begun before it: under a steady
+// high-priority stream new ones keep arriving, and waiting for none to be
+// left would stall the chunks for the whole bound.
 func (r *recorder) preempt() {
-	for deadline := time.Now().Add(50 * time.Millisecond); r.h.urgent.Load() > 0 && time.Now().Before(deadline); {
+	h := r.h
+	before := h.urgentIn.Load()
+	for deadline := time.Now().Add(50 * time.Millisecond); h.urgentOut.Load() < before && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Microsecond)
 	}
 	r.mu.Lock()

@@ -31,7 +31,7 @@ type msgState struct {
 	fanning bool
 	// preclaimed: claimed at accept (Hold); its fan-out has not started yet.
 	preclaimed bool
-	urgent     bool // preclaimed high priority: counted in Handler.urgent
+	urgent     bool // preclaimed high priority: counted in Handler.urgentIn until its fan-out starts
 	fanoutDone bool // the fan-out finished; total is its delivery count
 	total      int  // written with the completion (or before a database completion check)
 	// outstanding counts deliveries held in memory: in a pool, being sent,
