@@ -185,3 +185,45 @@ func TestChunkRowsKeepsAtomicEntriesTogether(t *testing.T) {
 		t.Fatalf("chunks %q", s)
 	}
 }
+
+// TestPreemptWaitsOnlyForEarlierUrgentWrites: between low-priority chunks
+// the recorder lets the urgent writes already begun finish first, and does
+// not wait for ones that begin meanwhile.
+func TestPreemptWaitsOnlyForEarlierUrgentWrites(t *testing.T) {
+	e := newEnv(t, sqldbtest.SQLite(t), domain.ChannelInApp)
+	h, err := New(e.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() chan time.Duration {
+		done := make(chan time.Duration, 1)
+		go func() { start := time.Now(); h.rec.preempt(); done <- time.Since(start) }()
+		return done
+	}
+	// Nothing urgent: no wait.
+	if d := <-run(); d > 20*time.Millisecond {
+		t.Fatalf("preempt waited %v with nothing urgent", d)
+	}
+	// Two urgent writes begun: wait until both finish.
+	h.urgentIn.Add(2)
+	done := run()
+	time.Sleep(5 * time.Millisecond)
+	h.urgentOut.Add(1)
+	select {
+	case d := <-done:
+		t.Fatalf("preempt returned after %v with an earlier urgent write unfinished", d)
+	case <-time.After(5 * time.Millisecond):
+	}
+	h.urgentIn.Add(10) // later arrivals do not extend the wait
+	h.urgentOut.Add(1)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Millisecond):
+		t.Fatal("preempt kept waiting for urgent writes begun after it")
+	}
+	// The wait is bounded.
+	h.urgentIn.Add(1)
+	if d := <-run(); d < 40*time.Millisecond || d > 500*time.Millisecond {
+		t.Fatalf("preempt with an urgent write that never finishes waited %v, want about 50 ms", d)
+	}
+}
