@@ -122,17 +122,22 @@ func (h *Handler) load(ctx context.Context, msg queue.Message) (*messages.Notifi
 	return h.store.Load(ctx, msg.ID)
 }
 
-// expire marks an undispatched notification expired.
-func (h *Handler) expire(ctx context.Context, n *messages.Notification) {
-	c, err := h.store.Transition(ctx, []string{n.ID}, domain.MessageExpired, time.Time{}, "expired before dispatch",
-		domain.MessageAccepted, domain.MessageQueued, domain.MessageScheduled)
+// expire marks an undispatched notification expired: one in from, by
+// default accepted, queued or scheduled. It reports false when the write
+// failed.
+func (h *Handler) expire(ctx context.Context, n *messages.Notification, from ...domain.MessageStatus) bool {
+	if len(from) == 0 {
+		from = []domain.MessageStatus{domain.MessageAccepted, domain.MessageQueued, domain.MessageScheduled}
+	}
+	c, err := h.store.Transition(ctx, []string{n.ID}, domain.MessageExpired, time.Time{}, "expired before dispatch", from...)
 	if err != nil {
 		h.logf("outbound: expire %s: %v", n.ID, err)
-		return
+		return false
 	}
 	if c > 0 {
 		h.track.Track(h.msgEvent(n, contracts.EventExpired, h.now(), "expired before dispatch"))
 	}
+	return true
 }
 
 // fan is the state of one running fan-out.

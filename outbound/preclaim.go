@@ -2,9 +2,7 @@ package outbound
 
 import (
 	"context"
-	"time"
 
-	"herald.dev/platform/contracts"
 	"herald.dev/platform/domain"
 	"herald.dev/platform/messages"
 	"herald.dev/platform/queue"
@@ -76,18 +74,33 @@ func (h *Handler) Unhold(id string, committed bool) {
 	h.drop(st)
 }
 
+// drop forgets a state that has no work and no row of this process's to
+// settle.
+func (h *Handler) drop(st *msgState) {
+	st.mu.Lock()
+	st.settled = true
+	st.mu.Unlock()
+	h.unregister(st)
+}
+
 // takePreclaimed returns the held state of id, no longer held, or nil.
 func (h *Handler) takePreclaimed(id string) *msgState {
 	h.regMu.Lock()
 	defer h.regMu.Unlock()
-	st := h.reg[id]
-	if st == nil {
-		return nil
+	if st := h.reg[id]; st != nil && h.unpreclaimLocked(st) {
+		return st
 	}
+	return nil
+}
+
+// unpreclaimLocked turns a held state into an ordinary owned one (its
+// fan-out starts or it is given back); false if st is not held. h.regMu is
+// held.
+func (h *Handler) unpreclaimLocked(st *msgState) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.preclaimed || st.settled {
-		return nil
+		return false
 	}
 	st.preclaimed = false
 	h.preclaimed--
@@ -95,37 +108,17 @@ func (h *Handler) takePreclaimed(id string) *msgState {
 		st.urgent = false
 		h.urgentOut.Add(1)
 	}
-	return st
-}
-
-// drop forgets a state that has no work and no row of this process's to
-// settle.
-func (h *Handler) drop(st *msgState) {
-	st.mu.Lock()
-	st.settled = true
-	st.mu.Unlock()
-	h.regMu.Lock()
-	if h.reg[st.n.ID] == st {
-		delete(h.reg, st.n.ID)
-	}
-	h.regMu.Unlock()
+	return true
 }
 
 // fanoutPreclaimed runs the fan-out of a notification claimed at accept.
 func (h *Handler) fanoutPreclaimed(ctx context.Context, l queue.Lease, st *msgState) {
-	n := st.n
-	if expired(n, h.now()) {
-		c, err := h.store.Transition(ctx, []string{n.ID}, domain.MessageExpired, time.Time{}, "expired before dispatch", domain.MessageProcessing)
-		if err != nil {
-			h.logf("outbound: expire %s: %v", n.ID, err)
-			h.endFanout(st, false)
-			h.settleLease(l, true, 0)
-			return
+	if expired(st.n, h.now()) {
+		if h.expire(ctx, st.n, domain.MessageProcessing) {
+			h.drop(st)
+		} else {
+			h.endFanout(st, false) // the lease is released; reconciliation expires it
 		}
-		if c > 0 {
-			h.track.Track(h.msgEvent(n, contracts.EventExpired, h.now(), "expired before dispatch"))
-		}
-		h.drop(st)
 		h.settleLease(l, true, 0)
 		return
 	}
@@ -142,18 +135,14 @@ func (h *Handler) fanoutPreclaimed(ctx context.Context, l queue.Lease, st *msgSt
 func (h *Handler) stopPreclaiming() {
 	h.regMu.Lock()
 	h.preclaiming = false
-	var held []string
-	for id, st := range h.reg {
-		st.mu.Lock()
-		if st.preclaimed && !st.settled {
-			held = append(held, id)
+	var held []*msgState
+	for _, st := range h.reg {
+		if h.unpreclaimLocked(st) {
+			held = append(held, st)
 		}
-		st.mu.Unlock()
 	}
 	h.regMu.Unlock()
-	for _, id := range held {
-		if st := h.takePreclaimed(id); st != nil {
-			h.endFanout(st, false)
-		}
+	for _, st := range held {
+		h.endFanout(st, false)
 	}
 }

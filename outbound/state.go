@@ -337,12 +337,18 @@ func (h *Handler) settle(st *msgState) {
 		act = actCheck
 	}
 	st.mu.Unlock()
+	h.unregister(st)
+	h.comp.submit(compItem{act: act, st: st})
+}
+
+// unregister removes a settled st from the registry (unless a newer state
+// of the same notification took its place).
+func (h *Handler) unregister(st *msgState) {
 	h.regMu.Lock()
 	if h.reg[st.n.ID] == st {
 		delete(h.reg, st.n.ID)
 	}
 	h.regMu.Unlock()
-	h.comp.submit(compItem{act: act, st: st})
 }
 
 // ---- completer ----

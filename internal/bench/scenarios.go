@@ -64,7 +64,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	pid := s.cmd.Process.Pid
-	measure := func(name string, f func() error) error {
+	// measure runs a phase and returns the server's CPU time during it.
+	measure := func(name string, f func() error) (time.Duration, error) {
 		before, _ := ReadProc(pid)
 		t := time.Now()
 		stopProfile := s.profile(o.ProfileDir, name)
@@ -74,16 +75,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%s: %v", name, perr)
 		}
 		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
-		if name == "accept" && rep.Accept != nil && rep.Accept.OK > 0 {
-			rep.CPUPerAcceptUS = float64((after.CPU - before.CPU).Microseconds()) / float64(rep.Accept.OK)
-			o.logf("server CPU per accepted notification (accepted and dispatched): %.0f µs", rep.CPUPerAcceptUS)
-		}
 		rep.PeakRSSMB = float64(after.PeakKB) / 1024
-		return err
+		return after.CPU - before.CPU, err
 	}
 	var handed uint64
 	if has(o.Scenarios, "accept") {
-		err := measure("accept", func() error {
+		cpu, err := measure("accept", func() error {
 			r := ClosedLoop(ctx, NewClient(s.addr, s.key, o.Concurrency), "/v1/notifications", sendBody(o.Users, "medium"), o.Concurrency, o.Duration)
 			rep.Accept = &r
 			o.logf("accept max (closed loop c=%d, %s): %s", o.Concurrency, o.Duration, r)
@@ -94,6 +91,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
+		if rep.Accept.OK > 0 {
+			rep.CPUPerAcceptUS = float64(cpu.Microseconds()) / float64(rep.Accept.OK)
+			o.logf("server CPU per accepted notification (accepted and dispatched): %.0f µs", rep.CPUPerAcceptUS)
+		}
 		if rep.Baseline != nil && rep.Baseline.Rate > 0 {
 			rep.Ratio = rep.Accept.Rate / rep.Baseline.Rate
 			o.logf("accept rate = %.2f × the bare-fiber baseline", rep.Ratio)
@@ -102,7 +103,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	openLoop := func(name string, rate float64) (*Result, map[string]Summary, error) {
 		var res Result
 		var st benchStats
-		err := measure(name, func() error {
+		_, err := measure(name, func() error {
 			if err := s.reset(); err != nil {
 				return err
 			}
