@@ -440,3 +440,24 @@ func TestQueryAndResend(t *testing.T) {
 		}
 	})
 }
+
+// TestListWithoutUserIndex: with the per-user delivery index off, a user
+// filter is a 422 naming user_id; the other filters still answer.
+func TestListWithoutUserIndex(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		if err := messages.SetUserIndex(context.Background(), db, false); err != nil {
+			t.Fatal(err)
+		}
+		e := newEnv(t, db, messages.Options{NoUserIndex: true})
+		r := e.do("GET", "/v1/notifications?user_id=u1", e.keyA, nil)
+		if r.status != 422 {
+			t.Fatalf("list by user without the index: %d %s, want 422", r.status, r.body)
+		}
+		if p := r.problem(t); len(p.Errors) != 1 || p.Errors[0].Field != "user_id" || !strings.Contains(p.Errors[0].Reason, "user_index") {
+			t.Fatalf("problem %+v, want one error naming user_id and the setting", p)
+		}
+		if r := e.do("GET", "/v1/notifications?channel=email", e.keyA, nil); r.status != 200 {
+			t.Fatalf("list by channel without the index: %d %s", r.status, r.body)
+		}
+	})
+}

@@ -57,6 +57,10 @@ type Database struct {
 	CommitWindow time.Duration `yaml:"commit_window" env:"HERALD_DATABASE_COMMIT_WINDOW"`
 	// CommitBatch caps how many writes share one transaction.
 	CommitBatch int `yaml:"commit_batch" env:"HERALD_DATABASE_COMMIT_BATCH"`
+	// UserIndex keeps the per-user delivery index that serves
+	// GET /v1/notifications?user_id= (default true). Off, every delivery
+	// costs one random index page less, and the user filter is refused.
+	UserIndex bool `yaml:"user_index" env:"HERALD_DATABASE_USER_INDEX"`
 }
 
 // Queue selects the priority lanes.
@@ -160,7 +164,7 @@ func Defaults() Config {
 		DataDir:  "./herald-data",
 		Targets:  "all",
 		LogLevel: "info",
-		Database: Database{MaxOpen: 32, CacheMB: 32, CommitWindow: 0, CommitBatch: 512},
+		Database: Database{MaxOpen: 32, CacheMB: 32, CommitWindow: 0, CommitBatch: 512, UserIndex: true},
 		Queue:    Queue{Driver: "embedded", LaneCapacity: 65536, AgeLimit: 5 * time.Second, Visibility: 5 * time.Minute, RocketMQ: RocketMQ{TopicPrefix: "herald", Group: "herald-outbound"}},
 		Outbound: Outbound{Workers: 16, MaxAttempts: 8, BackoffBase: time.Second, BackoffMax: 10 * time.Minute,
 			SweepInterval: 5 * time.Second, StaleAfter: 2 * time.Minute, DefaultChannels: []string{"inapp"}},

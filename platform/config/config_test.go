@@ -64,3 +64,16 @@ func TestBadValues(t *testing.T) {
 		t.Error("unknown YAML key accepted")
 	}
 }
+
+// TestUserIndexDefault: the per-user delivery index is on unless a layer
+// turns it off.
+func TestUserIndexDefault(t *testing.T) {
+	cfg, err := config.Load("", nil)
+	if err != nil || !cfg.Database.UserIndex {
+		t.Fatalf("default user_index = %v (%v), want true", cfg.Database.UserIndex, err)
+	}
+	cfg, err = config.Load("", []string{"HERALD_DATABASE_USER_INDEX=false"})
+	if err != nil || cfg.Database.UserIndex {
+		t.Fatalf("HERALD_DATABASE_USER_INDEX=false gave %v (%v)", cfg.Database.UserIndex, err)
+	}
+}

@@ -216,6 +216,11 @@ func (a *API) list(c *fiber.Ctx) error {
 		return p
 	}
 	ns, next, err := a.store.List(c.UserContext(), auth.AppID(c), f)
+	if errors.Is(err, messages.ErrNoUserIndex) {
+		var fe fieldErrors
+		fe.add("user_id", "filtering by user is off on this server (database.user_index: false)")
+		return fe.problem()
+	}
 	if err != nil {
 		return err
 	}
