@@ -87,6 +87,12 @@ type Tuning struct {
 	// RecordLowTxRows is RecordTxRows for low-priority rows (default 1024):
 	// bulk sends favour throughput, fewer and larger commits.
 	RecordLowTxRows int
+	// RecordLowTxRowsBusy replaces RecordLowTxRows while high-priority
+	// work arrives (an urgent write or high-priority rows within the last
+	// second; default 512): a high-priority accept waits for at most one
+	// low-priority chunk, so smaller chunks shorten its wait at some cost
+	// to the bulk send.
+	RecordLowTxRowsBusy int
 	// RecordWriters is how many chunks are written at once (default 4; on
 	// SQLite the store folds concurrent chunks into one transaction).
 	RecordWriters int
@@ -134,6 +140,7 @@ func (t *Tuning) defaults(cfg config.Outbound, d sqldb.Dialect) {
 	setDefaultDur(&t.RecordInterval, 5*time.Millisecond)
 	setDefault(&t.RecordTxRows, 256)
 	setDefault(&t.RecordLowTxRows, 1024)
+	setDefault(&t.RecordLowTxRowsBusy, min(512, t.RecordLowTxRows))
 	setDefault(&t.GroupBatch, 1000)
 	setDefault(&t.PreclaimCap, 16384)
 	setDefault(&t.SweepLimit, 500)

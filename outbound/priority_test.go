@@ -227,3 +227,41 @@ func TestPreemptWaitsOnlyForEarlierUrgentWrites(t *testing.T) {
 		t.Fatalf("preempt with an urgent write that never finishes waited %v, want about 50 ms", d)
 	}
 }
+
+// TestLowChunksShrinkWhileHighWorkArrives: low-priority rows are written in
+// RecordLowTxRowsBusy chunks for a second after an urgent write or
+// high-priority rows, and in RecordLowTxRows chunks otherwise.
+func TestLowChunksShrinkWhileHighWorkArrives(t *testing.T) {
+	e := newEnv(t, sqldbtest.SQLite(t), domain.ChannelInApp)
+	h, err := New(e.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := h.rec
+	full, busy := h.tun.RecordLowTxRows, h.tun.RecordLowTxRowsBusy
+	if busy >= full {
+		t.Fatalf("defaults: busy chunk %d not below %d", busy, full)
+	}
+	t0 := time.Now()
+	for _, tc := range []struct {
+		name   string
+		at     time.Duration
+		urgent bool // an urgent write begins just before
+		high   bool // the write carries high-priority rows
+		want   int
+	}{
+		{"quiet", 0, false, false, full},
+		{"urgent write", time.Millisecond, true, false, busy},
+		{"within a second", 900 * time.Millisecond, false, false, busy},
+		{"a second after", 1100 * time.Millisecond, false, false, full},
+		{"high rows", 2 * time.Second, false, true, busy},
+		{"quiet again", 3100 * time.Millisecond, false, false, full},
+	} {
+		if tc.urgent {
+			h.urgentIn.Add(1)
+		}
+		if got := r.lowRows(t0.Add(tc.at), tc.high); got != tc.want {
+			t.Fatalf("%s: low chunk %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -49,6 +49,7 @@ type recorder struct {
 	maxRows   int
 	txRows    int
 	lowTxRows int
+	lowBusy   int // lowTxRows while high-priority work arrives (lowRows)
 	writers   int
 	interval  time.Duration
 
@@ -64,10 +65,32 @@ type recorder struct {
 	choked   atomic.Bool  // a pool was told to hold back: wake them once there is room
 	kick     chan struct{}
 	done     chan struct{}
+
+	// Owned by the flusher goroutine (write, preempt, lowRows): the last
+	// urgent count seen, and when high-priority work was last seen.
+	seenUrgent uint64
+	highAt     time.Time
+}
+
+// busyFor is how long after the last high-priority work the low-priority
+// chunks stay at RecordLowTxRowsBusy.
+const busyFor = time.Second
+
+// lowRows is the size of the low-priority chunks of the next write:
+// RecordLowTxRowsBusy while high-priority work arrives, so its accepts and
+// claims wait for a shorter chunk, else RecordLowTxRows.
+func (r *recorder) lowRows(now time.Time, high bool) int {
+	if in := r.h.urgentIn.Load(); in != r.seenUrgent || high {
+		r.seenUrgent, r.highAt = in, now
+	}
+	if !r.highAt.IsZero() && now.Sub(r.highAt) < busyFor {
+		return r.lowBusy
+	}
+	return r.lowTxRows
 }
 
 func newRecorder(h *Handler) *recorder {
-	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows, lowTxRows: h.tun.RecordLowTxRows, writers: h.tun.RecordWriters,
+	r := &recorder{h: h, batch: h.tun.RecordBatch, maxRows: 4 * h.tun.RecordBatch, txRows: h.tun.RecordTxRows, lowTxRows: h.tun.RecordLowTxRows, lowBusy: h.tun.RecordLowTxRowsBusy, writers: h.tun.RecordWriters,
 		interval: h.tun.RecordInterval, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.notFull = sync.NewCond(&r.mu)
 	return r
@@ -215,8 +238,8 @@ func (r *recorder) write(take []recEntry) {
 		return
 	}
 	h := r.h
-	chunks, events := chunkRows(take, r.txRows, r.lowTxRows)
 	high := take[0].high
+	chunks, events := chunkRows(take, r.txRows, r.lowRows(time.Now(), high))
 	ok := true
 	if len(chunks) > 0 {
 		// One transaction per chunk: the writer (a single connection on
