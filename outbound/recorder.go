@@ -66,8 +66,8 @@ type recorder struct {
 	kick     chan struct{}
 	done     chan struct{}
 
-	// Owned by the flusher goroutine (write, preempt, lowRows): the last
-	// urgent count seen, and when high-priority work was last seen.
+	// Owned by the flusher goroutine (lowRows, called by write): the
+	// last urgent count seen, and when high-priority work was last seen.
 	seenUrgent uint64
 	highAt     time.Time
 }

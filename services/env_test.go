@@ -37,7 +37,7 @@ type env struct {
 	client     *http.Client
 }
 
-func newEnv(t *testing.T, db *sqldb.DB, opts ...messages.Options) *env {
+func newEnv(t *testing.T, db *sqldb.DB) *env {
 	t.Helper()
 	ctx := context.Background()
 	as := auth.NewStore(db, 0)
@@ -49,7 +49,7 @@ func newEnv(t *testing.T, db *sqldb.DB, opts ...messages.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := messages.New(db, append(opts, messages.Options{})[0])
+	store := messages.New(db, messages.Options{})
 	q := &fakeQueue{}
 	tr := &fakeTracker{}
 	renderer := &fakeRenderer{templates: map[string]fakeTemplate{

@@ -445,10 +445,10 @@ func TestQueryAndResend(t *testing.T) {
 // filter is a 422 naming user_id; the other filters still answer.
 func TestListWithoutUserIndex(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
-		if err := messages.SetUserIndex(context.Background(), db, false); err != nil {
+		e := newEnv(t, db)
+		if err := e.store.SetUserIndex(context.Background(), false); err != nil {
 			t.Fatal(err)
 		}
-		e := newEnv(t, db, messages.Options{NoUserIndex: true})
 		r := e.do("GET", "/v1/notifications?user_id=u1", e.keyA, nil)
 		if r.status != 422 {
 			t.Fatalf("list by user without the index: %d %s, want 422", r.status, r.body)

@@ -77,12 +77,11 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 	}
 
 	s.Auth = auth.NewStore(db, 0)
-	if err := messages.SetUserIndex(ctx, db, cfg.Database.UserIndex); err != nil {
+	s.Store = messages.New(db, messages.Options{CommitWindow: cfg.Database.CommitWindow, CommitBatch: cfg.Database.CommitBatch})
+	s.onClose(s.Store.Close)
+	if err := s.Store.SetUserIndex(ctx, cfg.Database.UserIndex); err != nil {
 		return nil, err
 	}
-	s.Store = messages.New(db, messages.Options{CommitWindow: cfg.Database.CommitWindow, CommitBatch: cfg.Database.CommitBatch,
-		NoUserIndex: !cfg.Database.UserIndex})
-	s.onClose(s.Store.Close)
 
 	// Lanes.
 	switch cfg.Queue.Driver {

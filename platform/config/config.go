@@ -60,6 +60,7 @@ type Database struct {
 	// UserIndex keeps the per-user delivery index that serves
 	// GET /v1/notifications?user_id= (default true). Off, every delivery
 	// costs one random index page less, and the user filter is refused.
+	// Every process on one database should agree: each sets it at start.
 	UserIndex bool `yaml:"user_index" env:"HERALD_DATABASE_USER_INDEX"`
 }
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"herald.dev/platform/contracts"
@@ -49,7 +50,7 @@ var (
 	// ErrClosed means the store is shutting down.
 	ErrClosed = errors.New("message store closed")
 	// ErrNoUserIndex means a list was filtered by user while the per-user
-	// delivery index is off (Options.NoUserIndex).
+	// delivery index is off (Store.SetUserIndex).
 	ErrNoUserIndex = errors.New("filtering by user needs the per-user delivery index (database.user_index)")
 )
 
@@ -188,7 +189,7 @@ type Store struct {
 	recent *recent
 	q      queries
 	// noUserIndex: deliveries are not indexed by user (SetUserIndex).
-	noUserIndex bool
+	noUserIndex atomic.Bool
 }
 
 // queries are the store's hot statements, prepared once on SQLite.
@@ -245,9 +246,6 @@ type Options struct {
 	// Committers is the number of concurrent committing transactions
 	// (default 1 on SQLite, which has one writer, and 4 on MySQL).
 	Committers int
-	// NoUserIndex says the deliveries_user index is off (SetUserIndex):
-	// List refuses a user filter instead of scanning every delivery.
-	NoUserIndex bool
 }
 
 // New returns a store and starts its group committer; Close stops it.
@@ -264,7 +262,7 @@ func New(db *sqldb.DB, opts Options) *Store {
 			opts.Committers = 4
 		}
 	}
-	s := &Store{db: db, q: newQueries(db.Dialect), noUserIndex: opts.NoUserIndex}
+	s := &Store{db: db, q: newQueries(db.Dialect)}
 	// Prepared statements only save compiling; should preparing fail, the
 	// same texts run unprepared and report any error where they run.
 	_ = db.Prepare(context.Background(), s.q.texts()...)
@@ -567,6 +565,9 @@ type Filter struct {
 
 // List returns an app's notifications, newest first, and the cursor of the next page.
 func (s *Store) List(ctx context.Context, appID string, f Filter) ([]*Notification, string, error) {
+	if f.UserID != "" && s.noUserIndex.Load() {
+		return nil, "", ErrNoUserIndex
+	}
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 50
 	}
@@ -595,9 +596,6 @@ func (s *Store) List(ctx context.Context, appID string, f Filter) ([]*Notificati
 	if f.Cursor != "" {
 		q += ` AND id < ?`
 		args = append(args, f.Cursor)
-	}
-	if f.UserID != "" && s.noUserIndex {
-		return nil, "", ErrNoUserIndex
 	}
 	if f.UserID != "" || f.Channel != "" {
 		sub := `SELECT notification_id FROM deliveries WHERE app_id = ?`
@@ -640,39 +638,48 @@ func (s *Store) List(ctx context.Context, appID string, f Filter) ([]*Notificati
 
 // ---- deliveries ----
 
-// The per-user delivery index serves List's user filter. Every delivery
-// row adds an entry at the position of its user, so on a busy server
-// nearly every delivery writes a page of its own: on SQLite it costs about
-// a fifth of the accept rate (docs/benchmarks.md).
-const userIndexCols = `deliveries(app_id, user_id, notification_id)`
+// The per-user delivery index (deliveries_user, created by the migrations)
+// serves List's user filter. Every delivery row adds an entry at the
+// position of its user, so on a busy server nearly every delivery writes a
+// page of its own: on SQLite it costs about a fifth of the accept rate
+// (docs/benchmarks.md).
 
 // SetUserIndex creates the deliveries_user index (on) or drops it (off),
-// doing nothing when it is already so. Creating it on a large table takes a
+// doing nothing when it is already so; off, List refuses a user filter
+// instead of scanning every delivery. Creating it on a large table takes a
 // while: it indexes every stored delivery. Run it after the migrations.
-func SetUserIndex(ctx context.Context, db *sqldb.DB, on bool) error {
-	var err error
-	if db.Dialect == sqldb.SQLite {
-		if on {
-			_, err = db.W.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS deliveries_user ON `+userIndexCols)
-		} else {
-			_, err = db.W.ExecContext(ctx, `DROP INDEX IF EXISTS deliveries_user`)
+func (s *Store) SetUserIndex(ctx context.Context, on bool) error {
+	has, err := s.HasUserIndex(ctx)
+	switch {
+	case err != nil:
+	case on && !has:
+		_, err = s.db.W.ExecContext(ctx, `CREATE INDEX deliveries_user ON deliveries(app_id, user_id, notification_id)`)
+	case !on && has:
+		drop := `DROP INDEX deliveries_user`
+		if s.db.Dialect == sqldb.MySQL {
+			drop += ` ON deliveries`
 		}
-	} else {
-		var n int
-		err = db.W.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.statistics
-			WHERE table_schema = DATABASE() AND table_name = 'deliveries' AND index_name = 'deliveries_user'`).Scan(&n)
-		switch {
-		case err != nil:
-		case on && n == 0:
-			_, err = db.W.ExecContext(ctx, `CREATE INDEX deliveries_user ON `+userIndexCols)
-		case !on && n > 0:
-			_, err = db.W.ExecContext(ctx, `DROP INDEX deliveries_user ON deliveries`)
-		}
+		_, err = s.db.W.ExecContext(ctx, drop)
 	}
 	if err != nil {
 		return fmt.Errorf("set the per-user delivery index to %v: %w", on, err)
 	}
+	s.noUserIndex.Store(!on)
 	return nil
+}
+
+// HasUserIndex reports whether the deliveries_user index exists.
+func (s *Store) HasUserIndex(ctx context.Context) (bool, error) {
+	q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'deliveries_user'`
+	if s.db.Dialect == sqldb.MySQL {
+		q = `SELECT COUNT(*) FROM information_schema.statistics
+			WHERE table_schema = DATABASE() AND table_name = 'deliveries' AND index_name = 'deliveries_user'`
+	}
+	var n int
+	if err := s.db.W.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up the per-user delivery index: %w", err)
+	}
+	return n > 0, nil
 }
 
 const delivCols = `id, app_id, notification_id, recipient, user_id, channel, address, status, attempts, error,

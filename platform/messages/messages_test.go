@@ -397,24 +397,21 @@ func TestComplete(t *testing.T) {
 func TestUserIndex(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
+		s := messages.New(db, messages.Options{})
+		defer s.Close()
 		hasIndex := func() bool {
 			t.Helper()
-			var n int
-			q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'deliveries_user'`
-			if db.Dialect == sqldb.MySQL {
-				q = `SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE()
-					AND table_name = 'deliveries' AND index_name = 'deliveries_user'`
-			}
-			if err := db.W.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			has, err := s.HasUserIndex(ctx)
+			if err != nil {
 				t.Fatal(err)
 			}
-			return n > 0
+			return has
 		}
 		if !hasIndex() {
 			t.Fatal("the migrations did not create deliveries_user")
 		}
 		for range 2 { // twice: setting the state it is already in is a no-op
-			if err := messages.SetUserIndex(ctx, db, false); err != nil {
+			if err := s.SetUserIndex(ctx, false); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -422,35 +419,31 @@ func TestUserIndex(t *testing.T) {
 			t.Fatal("deliveries_user still there after SetUserIndex(false)")
 		}
 
-		off := messages.New(db, messages.Options{NoUserIndex: true})
 		n := newNotif("app_ui")
-		if _, err := off.Accept(ctx, n); err != nil {
+		if _, err := s.Accept(ctx, n); err != nil {
 			t.Fatal(err)
 		}
 		d := &messages.Delivery{AppID: "app_ui", NotificationID: n.ID, Recipient: "u7", UserID: "u7", Channel: domain.ChannelEmail,
 			Status: domain.DeliverySent}
-		if err := off.SaveDeliveries(ctx, []*messages.Delivery{d}); err != nil {
+		if err := s.SaveDeliveries(ctx, []*messages.Delivery{d}); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := off.List(ctx, "app_ui", messages.Filter{UserID: "u7"}); !errors.Is(err, messages.ErrNoUserIndex) {
+		if _, _, err := s.List(ctx, "app_ui", messages.Filter{UserID: "u7"}); !errors.Is(err, messages.ErrNoUserIndex) {
 			t.Fatalf("list by user without the index = %v, want ErrNoUserIndex", err)
 		}
-		if list, _, err := off.List(ctx, "app_ui", messages.Filter{Channel: domain.ChannelEmail}); err != nil || len(list) != 1 {
+		if list, _, err := s.List(ctx, "app_ui", messages.Filter{Channel: domain.ChannelEmail}); err != nil || len(list) != 1 {
 			t.Fatalf("list by channel without the index = %v, %v", list, err)
 		}
-		off.Close()
 
 		for range 2 {
-			if err := messages.SetUserIndex(ctx, db, true); err != nil {
+			if err := s.SetUserIndex(ctx, true); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if !hasIndex() {
 			t.Fatal("deliveries_user missing after SetUserIndex(true)")
 		}
-		on := messages.New(db, messages.Options{})
-		defer on.Close()
-		list, _, err := on.List(ctx, "app_ui", messages.Filter{UserID: "u7"})
+		list, _, err := s.List(ctx, "app_ui", messages.Filter{UserID: "u7"})
 		if err != nil || len(list) != 1 || list[0].ID != n.ID {
 			t.Fatalf("list by user after re-creating the index = %v, %v", list, err)
 		}
