@@ -84,3 +84,22 @@ func TestClosedLoopCountsErrors(t *testing.T) {
 		t.Fatalf("rate %v (want %v), latencies %d for %d sent", res.Rate, want, res.Latency.Count(), res.Sent)
 	}
 }
+
+// TestBaselineDecodesTheSendBody: the bare baseline accepts the bench's
+// send body under the closed loop and refuses a body that is not JSON.
+func TestBaselineDecodesTheSendBody(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ServeBaseline(ln)
+	t.Cleanup(func() { ln.Close() })
+	c := NewClient(ln.Addr().String(), "", 4)
+	res := ClosedLoop(context.Background(), c, "/v1/notifications", sendBody(1000, "medium"), 4, 100*time.Millisecond)
+	if res.OK == 0 || res.Errors != 0 {
+		t.Fatalf("baseline: ok %d errors %d (%s)", res.OK, res.Errors, res.FirstErr)
+	}
+	if code, _, err := c.Do("POST", "/v1/notifications", []byte(`{"content":`), ""); err != nil || code != 400 {
+		t.Fatalf("a truncated body: %d %v, want 400", code, err)
+	}
+}
