@@ -16,7 +16,7 @@ func TestSQLiteCacheSizes(t *testing.T) {
 		opts          sqldb.Options
 		writer, reads int // KiB
 	}{
-		{"defaults", sqldb.Options{}, 32 * 1024, 1024},
+		{"defaults", sqldb.Options{}, 32 * 1024, 8 * 1024},
 		{"set", sqldb.Options{CacheMB: 8, ReadCacheMB: 2}, 8 * 1024, 2 * 1024},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,9 +51,8 @@ type Options struct {
 	// MaxOpen bounds each MySQL pool (default 32).
 	MaxOpen int
 	// CacheMB is the SQLite writer's page cache in MiB (default 32).
-	// Readers get ReadCacheMB each (default 1): they share the operating
-	// system's page cache, and the large reads (group members, reports)
-	// stream through once.
+	// Readers get ReadCacheMB each (default 8): mostly headroom in the
+	// process's shared page budget (see sqliteDSN).
 	CacheMB, ReadCacheMB int
 }
 
@@ -82,15 +81,28 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 
 func sqliteDSN(path string, readOnly bool, opts Options) string {
 	q := url.Values{}
-	// The page cache is per connection and lives outside the Go heap: the
-	// one writer keeps the B-tree pages it is appending to (32 MiB by
-	// default), each reader only 1 MiB. Larger reader caches bought no
-	// speed in herald bench (the pages are in the OS cache anyway) and cost
-	// up to 100 MB of RSS once a 1M-member fan-out had streamed through
-	// every reader.
+	// The page caches live outside the Go heap. The one writer keeps the
+	// B-tree pages it is appending to (32 MiB by default).
+	//
+	// The driver builds SQLite with SQLITE_ENABLE_MEMORY_MANAGEMENT, so
+	// every connection of the process draws on one shared page budget, the
+	// sum of their cache sizes, with one LRU list. Once the pages in use
+	// exceed that budget, SQLite frees each page as soon as it is released,
+	// whoever owns it. The writer, whose cache is always full, then reads
+	// its hottest B-tree interior pages back from the WAL for every row it
+	// inserts. With 1 MiB readers this cost a group fan-out a third of its
+	// rate (docs/benchmarks.md, "2026-12-04").
+	//
+	// A reader's cache is emptied whenever another connection has written
+	// since its last query, so under writes a reader holds only what its last
+	// query touched (a few hundred pages for a fan-out's member page). Its
+	// 8 MiB is mostly headroom in the shared budget, which keeps the budget
+	// above what is in use; it costs memory only for a query that
+	// touches that much. TestWriterCacheSurvivesReaders measures the
+	// writer's cache misses.
 	mb := cmp.Or(opts.CacheMB, 32)
 	if readOnly {
-		mb = cmp.Or(opts.ReadCacheMB, 1)
+		mb = cmp.Or(opts.ReadCacheMB, 8)
 	}
 	cache := fmt.Sprintf("cache_size(-%d)", mb*1024)
 	for _, p := range []string{
