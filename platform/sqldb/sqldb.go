@@ -91,7 +91,7 @@ func sqliteDSN(path string, readOnly bool, opts Options) string {
 	// whoever owns it. The writer, whose cache is always full, then reads
 	// its hottest B-tree interior pages back from the WAL for every row it
 	// inserts. With 1 MiB readers this cost a group fan-out a third of its
-	// rate (docs/benchmarks.md, "2026-12-04").
+	// rate (docs/benchmarks.md, "2026-12-04, later").
 	//
 	// A reader's cache is emptied whenever another connection has written
 	// since its last query, so under writes a reader holds only what its last
