@@ -112,6 +112,11 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 			return nil, fmt.Errorf("migrate analytics database: %w", err)
 		}
 	}
+	dbs := map[string]*sqldb.DB{"herald": db}
+	if adb != db {
+		dbs["analytics"] = adb
+	}
+	registerDBMetrics(dbs)
 	ab, err := backend.Open(ctx, cfg.Analytics, adb)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"herald.dev/platform/domain"
 	"herald.dev/platform/httpx"
 	"herald.dev/platform/queue"
+	"herald.dev/platform/sqldb"
 )
 
 var (
@@ -128,6 +130,61 @@ func (liveCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (liveCollector) Collect(ch chan<- prometheus.Metric) {
 	if c := currentStats.Load(); c != nil {
+		c.Collect(ch)
+	}
+}
+
+var (
+	descCacheHits   = prometheus.NewDesc("herald_sqlite_writer_cache_hits_total", "Pages the embedded SQLite writer found in its page cache, per database file.", []string{"db"}, nil)
+	descCacheMisses = prometheus.NewDesc("herald_sqlite_writer_cache_misses_total", "Pages the embedded SQLite writer had to read from the file or the WAL, per database file.", []string{"db"}, nil)
+)
+
+// dbCollector exposes the page-cache counters of the embedded SQLite
+// writers. A writer whose misses climb with its hits has lost its cache
+// (docs/benchmarks.md, "2026-12-04, later").
+type dbCollector map[string]*sqldb.DB
+
+// cacheStatsWait bounds how long a scrape waits for a busy writer.
+const cacheStatsWait = 2 * time.Second
+
+func (c dbCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, db := range c {
+		ctx, cancel := context.WithTimeout(context.Background(), cacheStatsWait)
+		st, err := db.WriterCacheStats(ctx)
+		cancel()
+		if err != nil {
+			continue // MySQL, or a writer busy past the wait: no sample this scrape
+		}
+		ch <- prometheus.MustNewConstMetric(descCacheHits, prometheus.CounterValue, float64(st.Hits), name)
+		ch <- prometheus.MustNewConstMetric(descCacheMisses, prometheus.CounterValue, float64(st.Misses), name)
+	}
+}
+
+// registerDBMetrics exposes the writers' counters of the SQLite databases
+// among dbs (name to database); like registerOutboundMetrics, a later server
+// takes the place of an earlier one.
+func registerDBMetrics(dbs map[string]*sqldb.DB) {
+	c := dbCollector{}
+	for name, db := range dbs {
+		if db != nil && db.Dialect == sqldb.SQLite {
+			c[name] = db
+		}
+	}
+	dbCollectorOnce.Do(func() { prometheus.MustRegister(liveDBCollector{}) })
+	currentDBs.Store(&c)
+}
+
+var (
+	dbCollectorOnce sync.Once
+	currentDBs      atomic.Pointer[dbCollector]
+)
+
+type liveDBCollector struct{}
+
+func (liveDBCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (liveDBCollector) Collect(ch chan<- prometheus.Metric) {
+	if c := currentDBs.Load(); c != nil {
 		c.Collect(ch)
 	}
 }

@@ -98,8 +98,11 @@ func TestProbesAndAuth(t *testing.T) {
 	}
 	resp, _ := s.App.Test(httptest.NewRequest("GET", "/metrics", nil), -1)
 	b, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(b), "herald_http_requests_total") {
-		t.Fatal("metrics lack herald_http_requests_total")
+	for _, m := range []string{"herald_http_requests_total", `herald_sqlite_writer_cache_hits_total{db="herald"}`,
+		`herald_sqlite_writer_cache_misses_total{db="analytics"}`} {
+		if !strings.Contains(string(b), m) {
+			t.Errorf("metrics lack %s", m)
+		}
 	}
 }
 

@@ -2,36 +2,24 @@ package sqldb_test
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
-	"modernc.org/sqlite"
-
 	"herald.dev/platform/sqldb"
 )
 
-// cacheMisses is the connection's count of pages it had to read because they
+// cacheMisses is the writer's count of pages it had to read because they
 // were not in its page cache.
-func cacheMisses(t *testing.T, db *sql.DB) int {
+func cacheMisses(t *testing.T, db *sqldb.DB) int64 {
 	t.Helper()
-	c, err := db.Conn(context.Background())
+	st, err := db.WriterCacheStats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	var n int
-	err = c.Raw(func(dc any) error {
-		var err error
-		n, _, err = dc.(sqlite.DBStatus).Status(sqlite.DBStatusCacheMiss, false)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return st.Misses
 }
 
 // TestWriterCacheSurvivesReaders appends rows while readers stream ranges
@@ -98,7 +86,7 @@ func TestWriterCacheSurvivesReaders(t *testing.T) {
 			}
 		}(r)
 	}
-	before := cacheMisses(t, db.W)
+	before := cacheMisses(t, db)
 	for n := 0; n < 100; n++ {
 		insert(500, `INSERT INTO d VALUES (?, ?, ?)`, func(i int) []any {
 			return []any{fmt.Sprintf("dlv_%08d_%04d_%040d", n, i, 0), fmt.Sprintf("ntf_%08d", n/10), long}
@@ -106,7 +94,55 @@ func TestWriterCacheSurvivesReaders(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if misses := cacheMisses(t, db.W) - before; misses > 50 {
+	if misses := cacheMisses(t, db) - before; misses > 50 {
 		t.Errorf("the writer missed its page cache %d times while appending 50,000 rows; want at most 50", misses)
+	}
+}
+
+// TestWriterCacheStats: the counters add up across reads (SQLite's own
+// reset on each read), count the writer's reads only, and are refused on
+// MySQL.
+func TestWriterCacheStats(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "", sqldb.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.W.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	first, err := db.WriterCacheStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if _, err := db.W.Exec(`INSERT INTO t (v) VALUES (?)`, strings.Repeat("x", 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := db.WriterCacheStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Hits <= first.Hits || second.Misses < first.Misses {
+		t.Fatalf("after 100 inserts: %+v, before %+v; want more hits and no fewer misses", second, first)
+	}
+	var n int
+	for i := 0; i < 50; i++ { // reads on the reader pool: not the writer's
+		if err := db.R.QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third, err := db.WriterCacheStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third != second {
+		t.Fatalf("reader queries moved the writer's counters: %+v, then %+v", second, third)
+	}
+	my := &sqldb.DB{Dialect: sqldb.MySQL}
+	if _, err := my.WriterCacheStats(ctx); !errors.Is(err, sqldb.ErrNotSQLite) {
+		t.Fatalf("MySQL: %v, want ErrNotSQLite", err)
 	}
 }

@@ -40,6 +40,7 @@ type DB struct {
 	Name string
 
 	stmts stmtCache
+	cache cacheTotals // the writer's page-cache counters (WriterCacheStats)
 }
 
 // Options tune Open.
