@@ -114,22 +114,27 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 // registered once per process; a later server (tests build several) takes
 // its place.
 func registerOutboundMetrics(h *outbound.Handler, q queue.Queue) {
-	collectorOnce.Do(func() { prometheus.MustRegister(liveCollector{}) })
+	registerLive()
 	currentStats.Store(&statsCollector{h: h, q: q})
 }
+
+func registerLive() { collectorOnce.Do(func() { prometheus.MustRegister(liveCollector{}) }) }
 
 var (
 	collectorOnce sync.Once
 	currentStats  atomic.Pointer[statsCollector]
 )
 
-// liveCollector forwards to the current server's collector.
+// liveCollector forwards to the current server's collectors.
 type liveCollector struct{}
 
 func (liveCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (liveCollector) Collect(ch chan<- prometheus.Metric) {
 	if c := currentStats.Load(); c != nil {
+		c.Collect(ch)
+	}
+	if c := currentDBs.Load(); c != nil {
 		c.Collect(ch)
 	}
 }
@@ -161,8 +166,8 @@ func (c dbCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // registerDBMetrics exposes the writers' counters of the SQLite databases
-// among dbs (name to database); like registerOutboundMetrics, a later server
-// takes the place of an earlier one.
+// among dbs (name to database). As with registerOutboundMetrics, a later
+// server takes the place of an earlier one.
 func registerDBMetrics(dbs map[string]*sqldb.DB) {
 	c := dbCollector{}
 	for name, db := range dbs {
@@ -170,21 +175,8 @@ func registerDBMetrics(dbs map[string]*sqldb.DB) {
 			c[name] = db
 		}
 	}
-	dbCollectorOnce.Do(func() { prometheus.MustRegister(liveDBCollector{}) })
+	registerLive()
 	currentDBs.Store(&c)
 }
 
-var (
-	dbCollectorOnce sync.Once
-	currentDBs      atomic.Pointer[dbCollector]
-)
-
-type liveDBCollector struct{}
-
-func (liveDBCollector) Describe(chan<- *prometheus.Desc) {}
-
-func (liveDBCollector) Collect(ch chan<- prometheus.Metric) {
-	if c := currentDBs.Load(); c != nil {
-		c.Collect(ch)
-	}
-}
+var currentDBs atomic.Pointer[dbCollector]
