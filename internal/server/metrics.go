@@ -158,7 +158,7 @@ func (c dbCollector) Collect(ch chan<- prometheus.Metric) {
 		st, err := db.WriterCacheStats(ctx)
 		cancel()
 		if err != nil {
-			continue // MySQL, or a writer busy past the wait: no sample this scrape
+			continue // a writer busy past the wait, or closed: no sample this scrape
 		}
 		ch <- prometheus.MustNewConstMetric(descCacheHits, prometheus.CounterValue, float64(st.Hits), name)
 		ch <- prometheus.MustNewConstMetric(descCacheMisses, prometheus.CounterValue, float64(st.Misses), name)
