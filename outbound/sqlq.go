@@ -80,7 +80,8 @@ type existingRows struct {
 // and how many are still open.
 func (s sqlq) existing(ctx context.Context, notificationID string) (existingRows, error) {
 	out := existingRows{ids: map[[12]byte]bool{}}
-	rows, err := s.db.W.QueryContext(ctx, `SELECT id, status FROM deliveries WHERE notification_id = ?`, notificationID)
+	cond, args := messages.ByNotification(s.db.Dialect, notificationID)
+	rows, err := s.db.W.QueryContext(ctx, `SELECT id, status FROM deliveries WHERE `+cond, args...)
 	if err != nil {
 		return out, fmt.Errorf("existing deliveries of %s: %w", notificationID, err)
 	}
@@ -103,7 +104,8 @@ func (s sqlq) existing(ctx context.Context, notificationID string) (existingRows
 // primaryCount counts a notification's rows that are not fallbacks.
 func (s sqlq) primaryCount(ctx context.Context, notificationID string) (int, error) {
 	var n int
-	err := s.db.W.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND parent_id = ''`, notificationID).Scan(&n)
+	cond, args := messages.ByNotification(s.db.Dialect, notificationID)
+	err := s.db.W.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE `+cond+` AND parent_id = ''`, args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count deliveries of %s: %w", notificationID, err)
 	}

@@ -151,6 +151,40 @@ func DeliveryID(notificationID, recipient string, ch domain.Channel) string {
 	return "dlv_" + hex.EncodeToString(sum[:16])
 }
 
+// legacyIDs is the condition of the deliveries_notification_legacy partial
+// index on SQLite: the row's id does not start with "dlv_" and the ULID of
+// its notification, as every id from DeliveryID for an "ntf_<ULID>"
+// notification does. Only rows written before ids carried that prefix
+// (hash ids) match it.
+const legacyIDs = `substr(id, 1, 30) <> 'dlv_' || substr(notification_id, 5, 26)`
+
+// ByNotification returns the condition that selects a notification's
+// delivery rows, and its arguments, for a query on the deliveries table.
+//
+// On MySQL it is notification_id = ?, served by deliveries_notification. On
+// SQLite that index is gone, one B-tree less for every delivery written: a
+// row whose id starts with "dlv_<ULID>" is found by a range of the primary
+// key, and the others by the partial index of legacyIDs, whose condition the
+// second branch repeats word for word so the planner can use it. The two
+// branches are disjoint, so the OR returns each row once. Ids are ASCII, so
+// the prefix range ends below the prefix followed by U+10FFFF.
+func ByNotification(d sqldb.Dialect, notificationID string) (string, []any) {
+	if d != sqldb.SQLite {
+		return `notification_id = ?`, []any{notificationID}
+	}
+	prefix := "dlv_" + substr(notificationID, 4, 26)
+	return `((id >= ? AND id < ? AND notification_id = ?) OR (notification_id = ? AND ` + legacyIDs + `))`,
+		[]any{prefix, prefix + "\U0010FFFF", notificationID, notificationID}
+}
+
+// substr is SQL's substr on a byte string, 0-based.
+func substr(s string, from, n int) string {
+	if from >= len(s) {
+		return ""
+	}
+	return s[from:min(len(s), from+n)]
+}
+
 // DeliveryKey is a compact map key for a delivery id of one notification
 // (the last 24 hex digits), for sets of up to millions of ids.
 func DeliveryKey(id string) ([12]byte, bool) {
@@ -203,11 +237,10 @@ type queries struct {
 }
 
 const (
-	qIdem      = `SELECT id, idem_hash, status FROM notifications WHERE app_id = ? AND idem_key = ?`
-	qSetTotal  = `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`
-	qGet       = `SELECT ` + notifCols + ` FROM notifications WHERE id = ? AND app_id = ?`
-	qLoad      = `SELECT ` + notifCols + ` FROM notifications WHERE id = ?`
-	qOpenCount = `SELECT COUNT(*) FROM deliveries WHERE notification_id = ? AND status IN ('pending', 'queued')`
+	qIdem     = `SELECT id, idem_hash, status FROM notifications WHERE app_id = ? AND idem_key = ?`
+	qSetTotal = `UPDATE notifications SET deliveries_total = ?, updated_at = ? WHERE id = ?`
+	qGet      = `SELECT ` + notifCols + ` FROM notifications WHERE id = ? AND app_id = ?`
+	qLoad     = `SELECT ` + notifCols + ` FROM notifications WHERE id = ?`
 )
 
 func newQueries(d sqldb.Dialect) queries {
@@ -761,12 +794,14 @@ func (s *Store) saveDeliveriesTx(ctx context.Context, tx *sql.Tx, ds []*Delivery
 
 // Deliveries returns every delivery of a notification, oldest first.
 func (s *Store) Deliveries(ctx context.Context, notificationID string) ([]*Delivery, error) {
-	return s.queryDeliveries(ctx, s.readPrimary(), `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? ORDER BY created_at, id`, notificationID)
+	cond, args := ByNotification(s.db.Dialect, notificationID)
+	return s.queryDeliveries(ctx, s.readPrimary(), `SELECT `+delivCols+` FROM deliveries WHERE `+cond+` ORDER BY created_at, id`, args...)
 }
 
 // DeliveriesOfApp returns the deliveries of an app's notification (for the query API).
 func (s *Store) DeliveriesOfApp(ctx context.Context, appID, notificationID string) ([]*Delivery, error) {
-	return s.queryDeliveries(ctx, s.db.R, `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? AND app_id = ? ORDER BY created_at, id`, notificationID, appID)
+	cond, args := ByNotification(s.db.Dialect, notificationID)
+	return s.queryDeliveries(ctx, s.db.R, `SELECT `+delivCols+` FROM deliveries WHERE `+cond+` AND app_id = ? ORDER BY created_at, id`, append(args, appID)...)
 }
 
 // GetDelivery loads one delivery.
@@ -802,7 +837,8 @@ func (s *Store) readPrimary() *sql.DB {
 // OpenDeliveries counts the non-final deliveries of a notification.
 func (s *Store) OpenDeliveries(ctx context.Context, notificationID string) (int, error) {
 	var n int
-	err := s.db.ReadQueryRow(ctx, s.readPrimary(), qOpenCount, notificationID).Scan(&n)
+	cond, args := ByNotification(s.db.Dialect, notificationID)
+	err := s.db.ReadQueryRow(ctx, s.readPrimary(), `SELECT COUNT(*) FROM deliveries WHERE `+cond+` AND status IN ('pending', 'queued')`, args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count open deliveries of %s: %w", notificationID, err)
 	}
@@ -812,7 +848,8 @@ func (s *Store) OpenDeliveries(ctx context.Context, notificationID string) (int,
 // FinalDeliveryIDs returns the ids of a notification's deliveries that
 // reached a final state (a resumed fan-out skips them).
 func (s *Store) FinalDeliveryIDs(ctx context.Context, notificationID string) (map[string]domain.DeliveryStatus, error) {
-	rows, err := s.readPrimary().QueryContext(ctx, `SELECT id, status FROM deliveries WHERE notification_id = ? AND status NOT IN ('pending', 'queued')`, notificationID)
+	cond, args := ByNotification(s.db.Dialect, notificationID)
+	rows, err := s.readPrimary().QueryContext(ctx, `SELECT id, status FROM deliveries WHERE `+cond+` AND status NOT IN ('pending', 'queued')`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("final deliveries of %s: %w", notificationID, err)
 	}
@@ -833,7 +870,8 @@ func (s *Store) FinalDeliveryIDs(ctx context.Context, notificationID string) (ma
 func (s *Store) ResetFailed(ctx context.Context, appID, notificationID string) ([]*Delivery, error) {
 	var out []*Delivery
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT `+delivCols+` FROM deliveries WHERE notification_id = ? AND app_id = ? AND status = 'failed'`, notificationID, appID)
+		cond, args := ByNotification(s.db.Dialect, notificationID)
+		rows, err := tx.QueryContext(ctx, `SELECT `+delivCols+` FROM deliveries WHERE `+cond+` AND app_id = ? AND status = 'failed'`, append(args, appID)...)
 		if err != nil {
 			return err
 		}

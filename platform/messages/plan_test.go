@@ -16,7 +16,8 @@ func TestSweepQueriesUseIndexes(t *testing.T) {
 	for q, index := range map[string]string{
 		`SELECT id FROM notifications WHERE status IN ('accepted', 'scheduled', 'queued', 'processing') AND status = 'accepted' AND next_at > 0 AND next_at <= 5 ORDER BY next_at LIMIT 10`: "notifications_due",
 		`SELECT id FROM deliveries WHERE status IN ('pending', 'queued') AND next_at > 0 AND next_at <= 5 ORDER BY next_at LIMIT 10`:                                                        "deliveries_due",
-		`SELECT id FROM deliveries WHERE notification_id = 'x'`: "deliveries_notification",
+		// ByNotification's condition: both indexes, once each.
+		`SELECT id FROM deliveries WHERE ((id >= 'dlv_A' AND id < 'dlv_B' AND notification_id = 'x') OR (notification_id = 'x' AND substr(id, 1, 30) <> 'dlv_' || substr(notification_id, 5, 26)))`: "MULTI-INDEX OR; INDEX 1; SEARCH deliveries USING PRIMARY KEY (id>? AND id<?); INDEX 2; SEARCH deliveries USING INDEX deliveries_notification_legacy (notification_id=?)",
 	} {
 		rows, err := db.R.Query(`EXPLAIN QUERY PLAN ` + q)
 		if err != nil {
