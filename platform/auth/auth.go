@@ -189,7 +189,8 @@ func (s *Store) UpdateSettings(ctx context.Context, id string, st AppSettings) e
 	return nil
 }
 
-// Authenticate returns the app id owning key, or ErrInvalidKey.
+// Authenticate returns the app id owning key, or ErrInvalidKey. It keeps
+// no reference to key, which may alias a reused request buffer.
 func (s *Store) Authenticate(ctx context.Context, key string) (string, error) {
 	rest, ok := strings.CutPrefix(key, "hk_")
 	if !ok {
@@ -222,7 +223,10 @@ func (s *Store) Authenticate(ctx context.Context, key string) (string, error) {
 		if len(s.cache) > 100_000 {
 			s.cache = map[string]cachedKey{}
 		}
-		s.cache[kid] = ck
+		// A copy: key may alias a buffer its caller reuses (fiber's
+		// header values point into the request buffer), and a map key
+		// that changes under the map makes lookups of other keys fail.
+		s.cache[strings.Clone(kid)] = ck
 		s.mu.Unlock()
 	}
 	if ck.revoked {

@@ -220,7 +220,9 @@ func (g *Gateway) authorize(c *fiber.Ctx) error {
 	if err != nil {
 		return httpx.CodeUnauthorized.New("the token is missing, invalid or expired: ask the app's backend for a new one (POST /v1/users/{id}/tokens)")
 	}
-	lastID := c.Query("last_id")
+	// A copy: query values point into the request buffer, and the
+	// connection reads last_id after the upgrade.
+	lastID := strings.Clone(c.Query("last_id"))
 	if len(lastID) > 64 {
 		return httpx.Invalid("last_id", "is not an inbox item id")
 	}
