@@ -103,3 +103,46 @@ func TestBaselineDecodesTheSendBody(t *testing.T) {
 		t.Fatalf("a truncated body: %d %v, want 400", code, err)
 	}
 }
+
+// TestLoopsCloseTheirConnections: a phase's keep-alive connections end
+// with it, so the next phase's server memory does not hold their buffers.
+func TestLoopsCloseTheirConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open atomic.Int64
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(202) }),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		},
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	for name, run := range map[string]func() Result{
+		"closed": func() Result {
+			return ClosedLoop(context.Background(), NewClient(addr, "", 8), "/", body, 8, 100*time.Millisecond)
+		},
+		"open": func() Result {
+			return OpenLoop(context.Background(), NewClient(addr, "", 8), "/", body, 2000, 100*time.Millisecond, 8)
+		},
+	} {
+		if res := run(); res.OK == 0 {
+			t.Fatalf("%s loop: no request answered: %+v", name, res)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for open.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := open.Load(); n != 0 {
+			t.Errorf("%s loop: %d connections still open after it returned", name, n)
+		}
+	}
+}
