@@ -201,7 +201,7 @@ func Build(ctx context.Context, cfg config.Config, opts Options) (s *Server, err
 
 	// HTTP: the API target serves everything; an outbound-only process still
 	// serves health, readiness and metrics.
-	app := httpx.NewApp(cfg.HTTP.BodyLimit, s.Logf)
+	app := httpx.NewAppWith(httpx.AppOptions{BodyLimit: cfg.HTTP.BodyLimit, IdleTimeout: cfg.HTTP.IdleTimeout, Logf: s.Logf})
 	app.Use(metricsMiddleware())
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	app.Get("/readyz", s.readyCheck)

@@ -42,6 +42,10 @@ type Config struct {
 type HTTP struct {
 	Addr      string `yaml:"addr" env:"HERALD_HTTP_ADDR"`
 	BodyLimit int    `yaml:"body_limit" env:"HERALD_HTTP_BODY_LIMIT"`
+	// IdleTimeout closes a keep-alive connection that has sent no request
+	// for this long (default 2m; 0 keeps idle connections open). Each open
+	// connection holds a 16 KiB read buffer.
+	IdleTimeout time.Duration `yaml:"idle_timeout" env:"HERALD_HTTP_IDLE_TIMEOUT"`
 	// PublicURL is how browsers reach Herald (used in the JS client and links).
 	PublicURL string `yaml:"public_url" env:"HERALD_PUBLIC_URL"`
 }
@@ -161,7 +165,7 @@ type Analytics struct {
 // Defaults returns the built-in configuration: everything embedded.
 func Defaults() Config {
 	return Config{
-		HTTP:     HTTP{Addr: ":8080", BodyLimit: 1 << 20},
+		HTTP:     HTTP{Addr: ":8080", BodyLimit: 1 << 20, IdleTimeout: 2 * time.Minute},
 		DataDir:  "./herald-data",
 		Targets:  "all",
 		LogLevel: "info",
@@ -317,6 +321,9 @@ func (c *Config) Validate() error {
 	case "sql", "cassandra":
 	default:
 		return fmt.Errorf("analytics.driver %q: want sql or cassandra", c.Analytics.Driver)
+	}
+	if c.HTTP.IdleTimeout < 0 {
+		return fmt.Errorf("http.idle_timeout %v: want 0 (no limit) or more", c.HTTP.IdleTimeout)
 	}
 	if c.MemoryLimitMB < 0 {
 		return fmt.Errorf("memory_limit_mb %d: want 0 (no limit) or more", c.MemoryLimitMB)

@@ -52,7 +52,7 @@ func TestLayers(t *testing.T) {
 }
 
 func TestBadValues(t *testing.T) {
-	for _, env := range []string{"HERALD_OUTBOUND_WORKERS=x", "HERALD_QUEUE_DRIVER=kafka", "HERALD_SMTP_TLS=maybe", "HERALD_OUTBOUND_BACKOFF_BASE=soon", "HERALD_LOG_LEVEL=loud", "HERALD_DATABASE_CACHE_MB=0", "HERALD_MEMORY_LIMIT_MB=-1"} {
+	for _, env := range []string{"HERALD_OUTBOUND_WORKERS=x", "HERALD_QUEUE_DRIVER=kafka", "HERALD_SMTP_TLS=maybe", "HERALD_OUTBOUND_BACKOFF_BASE=soon", "HERALD_LOG_LEVEL=loud", "HERALD_DATABASE_CACHE_MB=0", "HERALD_MEMORY_LIMIT_MB=-1", "HERALD_HTTP_IDLE_TIMEOUT=-1s"} {
 		if _, err := config.Load("", []string{env}); err == nil {
 			t.Errorf("%s accepted", env)
 		}
@@ -75,5 +75,18 @@ func TestUserIndexDefault(t *testing.T) {
 	cfg, err = config.Load("", []string{"HERALD_DATABASE_USER_INDEX=false"})
 	if err != nil || cfg.Database.UserIndex {
 		t.Fatalf("HERALD_DATABASE_USER_INDEX=false gave %v (%v)", cfg.Database.UserIndex, err)
+	}
+}
+
+// TestIdleTimeout: idle keep-alive connections close after two minutes
+// unless configured otherwise.
+func TestIdleTimeout(t *testing.T) {
+	cfg, err := config.Load("", nil)
+	if err != nil || cfg.HTTP.IdleTimeout != 2*time.Minute {
+		t.Fatalf("default idle_timeout = %v (%v), want 2m", cfg.HTTP.IdleTimeout, err)
+	}
+	cfg, err = config.Load("", []string{"HERALD_HTTP_IDLE_TIMEOUT=0s"})
+	if err != nil || cfg.HTTP.IdleTimeout != 0 {
+		t.Fatalf("HERALD_HTTP_IDLE_TIMEOUT=0s gave %v (%v)", cfg.HTTP.IdleTimeout, err)
 	}
 }

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"io"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -41,21 +42,41 @@ const streamKey = "herald.stream_ok"
 
 // NewApp builds a fiber app with Herald's conventions: problem+json errors,
 // a request body limit (bodyLimit bytes, default 1 MiB, on every route except
-// streaming imports, whose paths end in /import), request ids. Routes are added by each service's Mount.
+// streaming imports, whose paths end in /import), request ids, and idle
+// keep-alive connections closed after DefaultIdleTimeout. Routes are added by
+// each service's Mount.
 func NewApp(bodyLimit int, logf func(string, ...any)) *fiber.App {
-	if bodyLimit <= 0 {
-		bodyLimit = 1 << 20
+	return NewAppWith(AppOptions{BodyLimit: bodyLimit, IdleTimeout: DefaultIdleTimeout, Logf: logf})
+}
+
+// DefaultIdleTimeout is how long an idle keep-alive connection stays open.
+const DefaultIdleTimeout = 2 * time.Minute
+
+// AppOptions tune NewAppWith.
+type AppOptions struct {
+	BodyLimit int // bytes; 0 means 1 MiB
+	// IdleTimeout closes a keep-alive connection that sends no request for
+	// this long; 0 keeps it open until the client closes it.
+	IdleTimeout time.Duration
+	Logf        func(string, ...any)
+}
+
+// NewAppWith is NewApp with every option.
+func NewAppWith(o AppOptions) *fiber.App {
+	if o.BodyLimit <= 0 {
+		o.BodyLimit = 1 << 20
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "herald",
 		BodyLimit:             StreamLimit,
-		ErrorHandler:          ErrorHandler(logf),
+		ErrorHandler:          ErrorHandler(o.Logf),
 		DisableStartupMessage: true,
 		ReadBufferSize:        16 << 10,
 		StreamRequestBody:     true,
+		IdleTimeout:           o.IdleTimeout,
 	})
 	app.Use(RequestIDMiddleware())
-	app.Use(maxBody(bodyLimit))
+	app.Use(maxBody(o.BodyLimit))
 	return app
 }
 
