@@ -108,6 +108,12 @@ type Outbound struct {
 	StaleAfter time.Duration `yaml:"stale_after" env:"HERALD_OUTBOUND_STALE_AFTER"`
 	// DefaultChannels are used when a send names no channels and its template has no variants.
 	DefaultChannels []string `yaml:"default_channels" env:"HERALD_OUTBOUND_DEFAULT_CHANNELS"`
+	// BulkPause is how long a group fan-out that is not high priority
+	// waits, every 64 members, while high-priority sends are being accepted
+	// and dispatched (default 2ms; 0 never waits). It trades bulk throughput
+	// during a high-priority stream for the high lane's latency
+	// (docs/benchmarks.md).
+	BulkPause time.Duration `yaml:"bulk_pause" env:"HERALD_OUTBOUND_BULK_PAUSE"`
 	// Fallback chains per category ("*" for every category): when a
 	// delivery fails for good on one channel, the next channel is tried.
 	Fallback map[string][]string `yaml:"fallback"`
@@ -172,7 +178,7 @@ func Defaults() Config {
 		Database: Database{MaxOpen: 32, CacheMB: 32, CommitWindow: 0, CommitBatch: 512, UserIndex: true},
 		Queue:    Queue{Driver: "embedded", LaneCapacity: 65536, AgeLimit: 5 * time.Second, Visibility: 5 * time.Minute, RocketMQ: RocketMQ{TopicPrefix: "herald", Group: "herald-outbound"}},
 		Outbound: Outbound{Workers: 16, MaxAttempts: 8, BackoffBase: time.Second, BackoffMax: 10 * time.Minute,
-			SweepInterval: 5 * time.Second, StaleAfter: 2 * time.Minute, DefaultChannels: []string{"inapp"}},
+			SweepInterval: 5 * time.Second, StaleAfter: 2 * time.Minute, DefaultChannels: []string{"inapp"}, BulkPause: 2 * time.Millisecond},
 		SMTP:      SMTP{Port: 587, TLS: "starttls", Timeout: 15 * time.Second, From: "herald@localhost"},
 		Webhook:   Webhook{Timeout: 10 * time.Second},
 		Inbox:     Inbox{TokenTTL: 15 * time.Minute},
@@ -330,6 +336,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Database.CacheMB < 1 || c.Database.CacheMB > 65536 {
 		return fmt.Errorf("database.cache_mb %d: want 1 to 65536", c.Database.CacheMB)
+	}
+	if c.Outbound.BulkPause < 0 || c.Outbound.BulkPause > time.Second {
+		return fmt.Errorf("outbound.bulk_pause %v: want 0 to 1s", c.Outbound.BulkPause)
 	}
 	if c.Outbound.MaxAttempts < 1 {
 		return fmt.Errorf("outbound.max_attempts must be at least 1")

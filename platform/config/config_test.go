@@ -52,7 +52,7 @@ func TestLayers(t *testing.T) {
 }
 
 func TestBadValues(t *testing.T) {
-	for _, env := range []string{"HERALD_OUTBOUND_WORKERS=x", "HERALD_QUEUE_DRIVER=kafka", "HERALD_SMTP_TLS=maybe", "HERALD_OUTBOUND_BACKOFF_BASE=soon", "HERALD_LOG_LEVEL=loud", "HERALD_DATABASE_CACHE_MB=0", "HERALD_MEMORY_LIMIT_MB=-1", "HERALD_HTTP_IDLE_TIMEOUT=-1s"} {
+	for _, env := range []string{"HERALD_OUTBOUND_WORKERS=x", "HERALD_QUEUE_DRIVER=kafka", "HERALD_SMTP_TLS=maybe", "HERALD_OUTBOUND_BACKOFF_BASE=soon", "HERALD_LOG_LEVEL=loud", "HERALD_DATABASE_CACHE_MB=0", "HERALD_MEMORY_LIMIT_MB=-1", "HERALD_HTTP_IDLE_TIMEOUT=-1s", "HERALD_OUTBOUND_BULK_PAUSE=-1ms", "HERALD_OUTBOUND_BULK_PAUSE=2s"} {
 		if _, err := config.Load("", []string{env}); err == nil {
 			t.Errorf("%s accepted", env)
 		}
