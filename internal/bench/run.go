@@ -45,17 +45,22 @@ type Options struct {
 
 // Report collects the figures of one run.
 type Report struct {
-	Machine   string             `json:"machine"`
-	Database  string             `json:"database"`
-	Date      string             `json:"date"`
-	Baseline  *Result            `json:"baseline,omitempty"`
-	Accept    *Result            `json:"accept_max,omitempty"`
-	Ratio     float64            `json:"accept_vs_baseline,omitempty"`
-	Rate10k   *Result            `json:"rate_10k,omitempty"`
-	Rate5k    *Result            `json:"rate_5k,omitempty"`
-	E2E10k    map[string]Summary `json:"e2e_at_10k,omitempty"`
-	E2E5k     map[string]Summary `json:"e2e_at_5k,omitempty"`
-	Priority  *PriorityResult    `json:"priority,omitempty"`
+	Machine  string             `json:"machine"`
+	Database string             `json:"database"`
+	Date     string             `json:"date"`
+	Baseline *Result            `json:"baseline,omitempty"`
+	Accept   *Result            `json:"accept_max,omitempty"`
+	Ratio    float64            `json:"accept_vs_baseline,omitempty"`
+	Rate10k  *Result            `json:"rate_10k,omitempty"`
+	Rate5k   *Result            `json:"rate_5k,omitempty"`
+	E2E10k   map[string]Summary `json:"e2e_at_10k,omitempty"`
+	E2E5k    map[string]Summary `json:"e2e_at_5k,omitempty"`
+	Priority *PriorityResult    `json:"priority,omitempty"`
+	// Disk is the fsync latency of the disk under the server's data
+	// directory, measured before the server starts; DiskE2E5k the same
+	// during the e2e5k phase.
+	Disk      *DiskResult        `json:"disk,omitempty"`
+	DiskE2E5k *DiskResult        `json:"disk_during_e2e5k,omitempty"`
 	ServerCPU map[string]float64 `json:"server_cpu_percent"`
 	// CPUPerAcceptUS is the server's CPU time during the accept phase
 	// (accepting and dispatching, until drained) per accepted notification:

@@ -55,6 +55,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if !needServer {
 		return rep, nil
 	}
+	// The server's data directory is made under os.TempDir (startHerald);
+	// with MariaDB this is the bench's disk, not necessarily the database's.
+	if d, err := DiskSync(ctx, os.TempDir(), diskRounds, 0); err != nil {
+		o.logf("%v", err)
+	} else {
+		rep.Disk = &DiskResult{Dir: os.TempDir(), Fsync: d}
+		o.logf("disk under %s: 4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds, idle)", os.TempDir(), d.P50, d.P99, d.Max, d.Count)
+	}
 	s, err := o.startHerald(ctx)
 	if err != nil {
 		return rep, err
@@ -125,7 +133,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if has(o.Scenarios, "e2e5k") {
+		// The disk probe runs alongside the phase's load (and its drain).
+		pctx, stopProbe := context.WithCancel(ctx)
+		probe := make(chan DiskResult, 1)
+		go func() {
+			d, err := DiskSync(pctx, os.TempDir(), int(o.Duration/diskPause)+1, diskPause)
+			if err != nil {
+				o.logf("%v", err)
+			}
+			probe <- DiskResult{Dir: os.TempDir(), Fsync: d}
+		}()
 		r, e2e, err := openLoop("e2e5k", 5000)
+		stopProbe()
+		if d := <-probe; d.Fsync.Count > 0 {
+			rep.DiskE2E5k = &d
+			o.logf("disk during e2e5k: 4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds)", d.Fsync.P50, d.Fsync.P99, d.Fsync.Max, d.Fsync.Count)
+		}
 		rep.Rate5k, rep.E2E5k = r, e2e
 		if err != nil {
 			return rep, err
