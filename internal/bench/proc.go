@@ -8,17 +8,23 @@ import (
 	"time"
 )
 
-// ProcStats are a process's CPU time and memory, read from /proc.
+// ProcStats are a process's CPU time, memory and writes, read from /proc.
 type ProcStats struct {
 	CPU     time.Duration // user + system
 	RSSKB   int64         // current resident set
 	PeakKB  int64         // VmHWM: peak resident set
 	Threads int
+	// WriteBytes is what the process caused to be written to storage
+	// (/proc/<pid>/io write_bytes: page-cache writes counted when made
+	// dirty), WriteCalls its write system calls (syscw). Both are 0 where
+	// /proc/<pid>/io cannot be read.
+	WriteBytes, WriteCalls int64
 }
 
 const clockTicks = 100 // USER_HZ on Linux
 
-// ReadProc reads /proc/<pid>/stat and /proc/<pid>/status.
+// ReadProc reads /proc/<pid>/stat, /proc/<pid>/status and, if it may,
+// /proc/<pid>/io.
 func ReadProc(pid int) (ProcStats, error) {
 	var s ProcStats
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -54,6 +60,21 @@ func ReadProc(pid int) (ProcStats, error) {
 			s.PeakKB = n
 		case "Threads":
 			s.Threads = int(n)
+		}
+	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range strings.Split(string(io), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "write_bytes":
+				s.WriteBytes = n
+			case "syscw":
+				s.WriteCalls = n
+			}
 		}
 	}
 	return s, nil

@@ -66,7 +66,11 @@ type Report struct {
 	// (accepting and dispatching, until drained) per accepted notification:
 	// steadier than rates on a shared machine when comparing two builds.
 	CPUPerAcceptUS float64 `json:"server_cpu_us_per_accept,omitempty"`
-	PeakRSSMB      float64 `json:"server_peak_rss_mb"`
+	// ServerWriteKB is what the server wrote to storage per notification
+	// accepted in each phase (write_bytes of /proc/<pid>/io, KiB): its
+	// write-ahead log, checkpoints and analytics together.
+	ServerWriteKB map[string]float64 `json:"server_write_kb_per_notification,omitempty"`
+	PeakRSSMB     float64            `json:"server_peak_rss_mb"`
 }
 
 // PriorityResult is the high-priority stream during a big low-priority fan-out.

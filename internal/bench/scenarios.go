@@ -72,7 +72,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	pid := s.cmd.Process.Pid
-	// measure runs a phase and returns the server's CPU time during it.
+	// measure runs a phase and returns the server's CPU time during it;
+	// written records the phase's storage writes per notification.
+	var written int64
+	perNotification := func(name string, n uint64) {
+		if n > 0 && written > 0 {
+			if rep.ServerWriteKB == nil {
+				rep.ServerWriteKB = map[string]float64{}
+			}
+			rep.ServerWriteKB[name] = float64(written) / 1024 / float64(n)
+			o.logf("%s: server wrote %.1f KiB to storage per notification", name, rep.ServerWriteKB[name])
+		}
+	}
 	measure := func(name string, f func() error) (time.Duration, error) {
 		before, _ := ReadProc(pid)
 		t := time.Now()
@@ -83,6 +94,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%s: %v", name, perr)
 		}
 		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
+		written = after.WriteBytes - before.WriteBytes
 		rep.PeakRSSMB = float64(after.PeakKB) / 1024
 		return after.CPU - before.CPU, err
 	}
@@ -99,6 +111,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
+		perNotification("accept", rep.Accept.OK)
 		if rep.Accept.OK > 0 {
 			rep.CPUPerAcceptUS = float64(cpu.Microseconds()) / float64(rep.Accept.OK)
 			o.logf("server CPU per accepted notification (accepted and dispatched): %.0f µs", rep.CPUPerAcceptUS)
@@ -121,6 +134,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return err
 		})
 		o.logf("%s (open loop %.0f/s, %s): %s", name, rate, o.Duration, res)
+		perNotification(name, res.OK)
 		o.logf("%s end to end (request scheduled → adapter hand-off): p50 %.2f ms p99 %.2f ms p99.9 %.2f ms (%d hand-offs)",
 			name, st.E2E["medium"].P50, st.E2E["medium"].P99, st.E2E["medium"].P999, st.E2E["medium"].Count)
 		return &res, st.E2E, err
