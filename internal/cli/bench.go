@@ -41,7 +41,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	high := fs.Float64("high-rate", 1000, "high-priority sends per second during the fan-out")
 	dbURL := fs.String("database-url", "", "empty = embedded SQLite; mysql://root@127.0.0.1:3306/ = a fresh database on that server")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
-	keep := fs.Bool("keep", false, "keep the server's data directory")
+	keep := fs.Bool("keep", false, "keep the server's data directory and, with --database-url, its MariaDB database (both are removed otherwise)")
 	profile := fs.String("profile", "", "write a CPU profile of the server for each scenario into this directory (go tool pprof FILE)")
 	if err := fs.Parse(args); err != nil {
 		return err
