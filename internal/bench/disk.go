@@ -54,6 +54,7 @@ func DiskSync(ctx context.Context, dir string, n int, pause time.Duration) (Summ
 		if pause > 0 && i > 0 {
 			select {
 			case <-ctx.Done():
+				return h.Summarize(), nil
 			case <-time.After(pause):
 			}
 		}

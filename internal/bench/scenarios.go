@@ -149,19 +149,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if has(o.Scenarios, "e2e5k") {
 		// The disk probe runs alongside the phase's load (and its drain).
 		pctx, stopProbe := context.WithCancel(ctx)
-		probe := make(chan DiskResult, 1)
+		type probed struct {
+			d   Summary
+			err error
+		}
+		probe := make(chan probed, 1)
 		go func() {
 			d, err := DiskSync(pctx, os.TempDir(), int(o.Duration/diskPause)+1, diskPause)
-			if err != nil {
-				o.logf("%v", err)
-			}
-			probe <- DiskResult{Dir: os.TempDir(), Fsync: d}
+			probe <- probed{d, err}
 		}()
 		r, e2e, err := openLoop("e2e5k", 5000)
 		stopProbe()
-		if d := <-probe; d.Fsync.Count > 0 {
-			rep.DiskE2E5k = &d
-			o.logf("disk during e2e5k: 4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds)", d.Fsync.P50, d.Fsync.P99, d.Fsync.Max, d.Fsync.Count)
+		if p := <-probe; p.err != nil {
+			o.logf("%v", p.err)
+		} else if p.d.Count > 0 {
+			rep.DiskE2E5k = &DiskResult{Dir: os.TempDir(), Fsync: p.d}
+			o.logf("disk during e2e5k: 4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds)", p.d.P50, p.d.P99, p.d.Max, p.d.Count)
 		}
 		rep.Rate5k, rep.E2E5k = r, e2e
 		if err != nil {
