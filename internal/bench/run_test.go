@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"herald.dev/platform/sqldb"
+	"herald.dev/platform/sqldb/sqldbtest"
+)
+
+// buildHerald builds the herald binary the bench spawns as its server.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "herald")
+	out, err := exec.Command("go", "build", "-o", bin, "herald.dev/cmd/herald").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build herald: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestRunSmoke runs the bench end to end on embedded SQLite with tiny
+// phases: a real server, the app, the users, a group fan-out, and every
+// figure of the report filled in.
+func TestRunSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a server")
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{
+		Binary: buildHerald(t), Scenarios: []string{"accept", "e2e5k", "priority"},
+		Duration: time.Second, Concurrency: 16, GroupSize: 2000, HighRate: 50, Users: 100, Out: &out,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if rep.Accept == nil || rep.Accept.OK == 0 || rep.Accept.Errors != 0 {
+		t.Fatalf("accept phase: %+v", rep.Accept)
+	}
+	if rep.Rate5k == nil || rep.Rate5k.OK == 0 || rep.E2E5k["medium"].Count != rep.Rate5k.OK {
+		t.Fatalf("e2e5k: %+v, hand-offs %+v", rep.Rate5k, rep.E2E5k)
+	}
+	if rep.Priority == nil || rep.Priority.Delivered != 2000 || rep.Priority.High.Count == 0 {
+		t.Fatalf("priority: %+v", rep.Priority)
+	}
+	if rep.Disk == nil || rep.Disk.Fsync.Count != diskRounds {
+		t.Fatalf("idle disk probe: %+v", rep.Disk)
+	}
+	if rep.DiskE2E5k == nil || rep.DiskE2E5k.Fsync.Count == 0 {
+		t.Fatalf("disk probe during e2e5k: %+v", rep.DiskE2E5k)
+	}
+	if self, _ := ReadProc(os.Getpid()); self.WriteCalls > 0 && rep.ServerWriteKB["accept"] <= 0 {
+		// /proc/<pid>/io is readable here, so the server's writes count
+		// (unless its directory is on tmpfs, which counts none).
+		if fs, _ := exec.Command("stat", "-f", "-c", "%T", os.TempDir()).Output(); !bytes.Contains(fs, []byte("tmpfs")) {
+			t.Fatalf("no storage writes recorded for the accept phase: %v", rep.ServerWriteKB)
+		}
+	}
+	if rep.CPUPerAcceptUS <= 0 || rep.PeakRSSMB <= 0 {
+		t.Fatalf("server CPU %v µs per accept, peak RSS %v MB", rep.CPUPerAcceptUS, rep.PeakRSSMB)
+	}
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "herald-bench-fsync-*"))
+	if len(left) != 0 {
+		t.Fatalf("disk probe files left behind: %v", left)
+	}
+}
+
+// TestRunOnMySQLDropsItsDatabase runs the accept phase on MariaDB and checks
+// that the run's database is gone afterwards.
+func TestRunOnMySQLDropsItsDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a server")
+	}
+	base := sqldbtest.MySQLURL(t) // skips without MariaDB, like the rest of the MySQL half
+	count := func() int {
+		t.Helper()
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Path = "/mysql"
+		dsn, err := sqldb.MySQLDSN(u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'herald\_bench\_%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{
+		Binary: buildHerald(t), DatabaseURL: base, Scenarios: []string{"accept"},
+		Duration: time.Second, Concurrency: 16, Users: 100, Out: &out,
+	})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if rep.Accept == nil || rep.Accept.OK == 0 || rep.Accept.Errors != 0 {
+		t.Fatalf("accept phase: %+v", rep.Accept)
+	}
+	if after := count(); after != before {
+		t.Fatalf("%d bench databases before the run, %d after", before, after)
+	}
+}
