@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,10 @@ no-I/O bench adapter, creates the app, users and group it needs, and measures:
   rate10k    API latency at a fixed 10,000/s (open loop)
   e2e5k      end-to-end latency (request → adapter hand-off) at a fixed 5,000/s
   priority   a high-priority stream during a low-priority fan-out to a big group
+
+With --against OTHER it runs the server scenarios --pairs times on this build (A)
+and on OTHER (B), alternating, and prints each figure per run, the median B/A
+and in how many pairs B did better.
 `
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
@@ -43,15 +48,34 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	keep := fs.Bool("keep", false, "keep the server's data directory and, with --database-url, its MariaDB database (both are removed otherwise)")
 	profile := fs.String("profile", "", "write a CPU profile of the server for each scenario into this directory (go tool pprof FILE)")
+	against := fs.String("against", "", "compare with this other herald binary: alternating runs of both, a fresh server each (see --pairs)")
+	pairs := fs.Int("pairs", 3, "with --against, how many runs of each build")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rep, err := bench.Run(ctx, bench.Options{
+	opts := bench.Options{
 		DatabaseURL: *dbURL, Scenarios: strings.Split(*scen, ","), Duration: *dur, Concurrency: *conc,
 		GroupSize: *group, HighRate: *high, Out: stdout, KeepDir: *keep, ProfileDir: *profile,
-	})
+	}
+	if *against != "" {
+		if *keep || *profile != "" {
+			return fmt.Errorf("bench: --against runs many servers; --keep and --profile apply to single runs")
+		}
+		c, err := bench.Compare(ctx, opts, *against, *pairs)
+		if c != nil {
+			c.Print(stdout)
+			if *jsonOut != "" {
+				b, _ := json.MarshalIndent(c, "", "  ")
+				if werr := os.WriteFile(*jsonOut, b, 0o644); werr != nil && err == nil {
+					err = werr
+				}
+			}
+		}
+		return err
+	}
+	rep, err := bench.Run(ctx, opts)
 	if rep != nil && *jsonOut != "" {
 		if werr := os.WriteFile(*jsonOut, rep.JSON(), 0o644); werr != nil && err == nil {
 			err = werr
