@@ -22,6 +22,11 @@ type DiskResult struct {
 	Fsync Summary `json:"fsync"`
 }
 
+func (r *DiskResult) String() string {
+	f := r.Fsync
+	return fmt.Sprintf("4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds)", f.P50, f.P99, f.Max, f.Count)
+}
+
 // DiskSync measures the disk under dir the way a write-ahead log commit
 // uses it: n rounds of a 4 KiB write into a file that already has its
 // blocks (as SQLite reuses its WAL) followed by an fsync. Every durable

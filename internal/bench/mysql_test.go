@@ -3,6 +3,7 @@ package bench
 import (
 	"database/sql"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,34 +27,53 @@ func TestFreshMySQLIsDropped(t *testing.T) {
 	if !strings.HasPrefix(name, "herald_bench_") {
 		t.Fatalf("database %q", name)
 	}
-	exists := func() bool {
-		t.Helper()
-		u.Path = "/mysql"
-		dsn, err := sqldb.MySQLDSN(u.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		db, err := sql.Open("mysql", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?`, name).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	}
-	if !exists() {
+	if !slices.Contains(benchDatabases(t, base), name) {
 		t.Fatalf("database %s was not created", name)
 	}
 	if err := drop(); err != nil {
 		t.Fatal(err)
 	}
-	if exists() {
+	if slices.Contains(benchDatabases(t, base), name) {
 		t.Fatalf("database %s is still there after the drop", name)
 	}
 	if err := drop(); err != nil { // idempotent
 		t.Fatalf("second drop: %v", err)
 	}
+}
+
+// benchDatabases lists the bench's databases (herald_bench_*) on the
+// MariaDB server of base.
+func benchDatabases(t *testing.T, base string) []string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/mysql"
+	dsn, err := sqldb.MySQLDSN(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'herald\_bench\_%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
 }

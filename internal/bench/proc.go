@@ -47,12 +47,7 @@ func ReadProc(pid int) (ProcStats, error) {
 	if err != nil {
 		return s, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	eachField(status, func(k string, n int64) {
 		switch k {
 		case "VmRSS":
 			s.RSSKB = n
@@ -61,23 +56,31 @@ func ReadProc(pid int) (ProcStats, error) {
 		case "Threads":
 			s.Threads = int(n)
 		}
-	}
+	})
 	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
-		for _, line := range strings.Split(string(io), "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		eachField(io, func(k string, n int64) {
 			switch k {
 			case "write_bytes":
 				s.WriteBytes = n
 			case "syscw":
 				s.WriteCalls = n
 			}
-		}
+		})
 	}
 	return s, nil
+}
+
+// eachField calls fn with each "key: number" line of a /proc file (a
+// trailing " kB" is dropped; a value that is no number reads as 0).
+func eachField(b []byte, fn func(key string, n int64)) {
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		fn(k, n)
+	}
 }
 
 // CPUPercent is the CPU used between two readings as a percentage of one core.

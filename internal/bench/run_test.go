@@ -3,15 +3,12 @@ package bench
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"herald.dev/platform/sqldb"
 	"herald.dev/platform/sqldb/sqldbtest"
 )
 
@@ -81,29 +78,7 @@ func TestRunOnMySQLDropsItsDatabase(t *testing.T) {
 		t.Skip("spawns a server")
 	}
 	base := sqldbtest.MySQLURL(t) // skips without MariaDB, like the rest of the MySQL half
-	count := func() int {
-		t.Helper()
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Path = "/mysql"
-		dsn, err := sqldb.MySQLDSN(u.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		db, err := sql.Open("mysql", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'herald\_bench\_%'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	before := count()
+	before := len(benchDatabases(t, base))
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -117,7 +92,7 @@ func TestRunOnMySQLDropsItsDatabase(t *testing.T) {
 	if rep.Accept == nil || rep.Accept.OK == 0 || rep.Accept.Errors != 0 {
 		t.Fatalf("accept phase: %+v", rep.Accept)
 	}
-	if after := count(); after != before {
+	if after := len(benchDatabases(t, base)); after != before {
 		t.Fatalf("%d bench databases before the run, %d after", before, after)
 	}
 }

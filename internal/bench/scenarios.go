@@ -61,7 +61,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.logf("%v", err)
 	} else {
 		rep.Disk = &DiskResult{Dir: os.TempDir(), Fsync: d}
-		o.logf("disk under %s: 4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds, idle)", os.TempDir(), d.P50, d.P99, d.Max, d.Count)
+		o.logf("disk under %s, idle: %s", rep.Disk.Dir, rep.Disk)
 	}
 	s, err := o.startHerald(ctx)
 	if err != nil {
@@ -72,10 +72,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	pid := s.cmd.Process.Pid
-	// measure runs a phase and returns the server's CPU time during it;
-	// written records the phase's storage writes per notification.
-	var written int64
-	perNotification := func(name string, n uint64) {
+	// perNotification records a phase's storage writes per notification.
+	perNotification := func(name string, n uint64, written int64) {
 		if n > 0 && written > 0 {
 			if rep.ServerWriteKB == nil {
 				rep.ServerWriteKB = map[string]float64{}
@@ -84,7 +82,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%s: server wrote %.1f KiB to storage per notification", name, rep.ServerWriteKB[name])
 		}
 	}
-	measure := func(name string, f func() error) (time.Duration, error) {
+	// measure runs a phase and returns the server's CPU time and storage
+	// writes (bytes) during it.
+	measure := func(name string, f func() error) (time.Duration, int64, error) {
 		before, _ := ReadProc(pid)
 		t := time.Now()
 		stopProfile := s.profile(o.ProfileDir, name)
@@ -94,13 +94,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%s: %v", name, perr)
 		}
 		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
-		written = after.WriteBytes - before.WriteBytes
 		rep.PeakRSSMB = float64(after.PeakKB) / 1024
-		return after.CPU - before.CPU, err
+		return after.CPU - before.CPU, after.WriteBytes - before.WriteBytes, err
 	}
 	var handed uint64
 	if has(o.Scenarios, "accept") {
-		cpu, err := measure("accept", func() error {
+		cpu, written, err := measure("accept", func() error {
 			r := ClosedLoop(ctx, NewClient(s.addr, s.key, o.Concurrency), "/v1/notifications", sendBody(o.Users, "medium"), o.Concurrency, o.Duration)
 			rep.Accept = &r
 			o.logf("accept max (closed loop c=%d, %s): %s", o.Concurrency, o.Duration, r)
@@ -111,7 +110,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		perNotification("accept", rep.Accept.OK)
+		perNotification("accept", rep.Accept.OK, written)
 		if rep.Accept.OK > 0 {
 			rep.CPUPerAcceptUS = float64(cpu.Microseconds()) / float64(rep.Accept.OK)
 			o.logf("server CPU per accepted notification (accepted and dispatched): %.0f µs", rep.CPUPerAcceptUS)
@@ -124,7 +123,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	openLoop := func(name string, rate float64) (*Result, map[string]Summary, error) {
 		var res Result
 		var st benchStats
-		_, err := measure(name, func() error {
+		_, written, err := measure(name, func() error {
 			if err := s.reset(); err != nil {
 				return err
 			}
@@ -134,7 +133,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return err
 		})
 		o.logf("%s (open loop %.0f/s, %s): %s", name, rate, o.Duration, res)
-		perNotification(name, res.OK)
+		perNotification(name, res.OK, written)
 		o.logf("%s end to end (request scheduled → adapter hand-off): p50 %.2f ms p99 %.2f ms p99.9 %.2f ms (%d hand-offs)",
 			name, st.E2E["medium"].P50, st.E2E["medium"].P99, st.E2E["medium"].P999, st.E2E["medium"].Count)
 		return &res, st.E2E, err
@@ -164,7 +163,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%v", p.err)
 		} else if p.d.Count > 0 {
 			rep.DiskE2E5k = &DiskResult{Dir: os.TempDir(), Fsync: p.d}
-			o.logf("disk during e2e5k: 4 KiB write + fsync p50 %.2f ms p99 %.2f ms max %.2f ms (%d rounds)", p.d.P50, p.d.P99, p.d.Max, p.d.Count)
+			o.logf("disk during e2e5k: %s", rep.DiskE2E5k)
 		}
 		rep.Rate5k, rep.E2E5k = r, e2e
 		if err != nil {
