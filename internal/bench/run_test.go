@@ -24,8 +24,9 @@ func buildHerald(t *testing.T) string {
 }
 
 // TestRunSmoke runs the bench end to end on embedded SQLite with tiny
-// phases: a real server, the app, the users, a group fan-out, and every
-// figure of the report filled in.
+// phases: the bare baseline, a real server, the app, the users, every
+// scenario including a group fan-out, and every figure of the report filled
+// in.
 func TestRunSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a server")
@@ -34,7 +35,7 @@ func TestRunSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Options{
-		Binary: buildHerald(t), Scenarios: []string{"accept", "e2e5k", "priority"},
+		Binary: buildHerald(t), Scenarios: []string{"baseline", "accept", "rate10k", "e2e5k", "priority"},
 		Duration: time.Second, Concurrency: 16, GroupSize: 2000, HighRate: 50, Users: 100, Out: &out,
 	})
 	if err != nil {
@@ -42,6 +43,12 @@ func TestRunSmoke(t *testing.T) {
 	}
 	if rep.Accept == nil || rep.Accept.OK == 0 || rep.Accept.Errors != 0 {
 		t.Fatalf("accept phase: %+v", rep.Accept)
+	}
+	if rep.Baseline == nil || rep.Baseline.OK == 0 || rep.Ratio <= 0 {
+		t.Fatalf("baseline %+v, accept/baseline ratio %v", rep.Baseline, rep.Ratio)
+	}
+	if rep.Rate10k == nil || rep.Rate10k.OK == 0 || rep.Rate10k.Target != 10000 {
+		t.Fatalf("rate10k: %+v", rep.Rate10k)
 	}
 	if rep.Rate5k == nil || rep.Rate5k.OK == 0 || rep.E2E5k["medium"].Count != rep.Rate5k.OK {
 		t.Fatalf("e2e5k: %+v, hand-offs %+v", rep.Rate5k, rep.E2E5k)
