@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -411,3 +413,55 @@ func BenchmarkTrackParallel(b *testing.B) { benchTrack(b, 1) }
 
 // BenchmarkTrackParallelBatch10 measures Track with ten events per call.
 func BenchmarkTrackParallelBatch10(b *testing.B) { benchTrack(b, 10) }
+
+// TestSortPendingGroupsNotificationsInTrackedOrder checks the flusher's sort
+// against a stable sort of the same events: grouped by app and notification,
+// each notification's events in the order they were tracked.
+func TestSortPendingGroupsNotificationsInTrackedOrder(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 17, 1000, 20000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(n), 7))
+			events := make([]contracts.Event, n)
+			for i := range events {
+				events[i] = contracts.Event{
+					AppID:          fmt.Sprintf("app_%d", r.IntN(3)),
+					NotificationID: fmt.Sprintf("ntf_%03d", r.IntN(max(1, n/10))),
+					DeliveryID:     fmt.Sprintf("dlv_%d", i), // the tracked order
+				}
+			}
+			want := slices.Clone(events)
+			slices.SortStableFunc(want, func(a, b contracts.Event) int {
+				if c := strings.Compare(a.AppID, b.AppID); c != 0 {
+					return c
+				}
+				return strings.Compare(a.NotificationID, b.NotificationID)
+			})
+			tr := &Tracker{pending: events}
+			tr.sortPending()
+			if !slices.Equal(tr.pending, want) {
+				t.Fatalf("sortPending differs from a stable sort")
+			}
+			for i, o := range tr.order[:min(n, len(tr.order))] {
+				if int(o) != i {
+					t.Fatalf("order[%d] = %d after the permutation, want the identity", i, o)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSortPending(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	src := make([]contracts.Event, 50000)
+	for i := range src {
+		src[i] = contracts.Event{AppID: "app_bench", NotificationID: fmt.Sprintf("ntf_%05d", r.IntN(5000)), Type: "sent"}
+	}
+	events := make([]contracts.Event, len(src))
+	tr := &Tracker{}
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(events, src)
+		tr.pending = events
+		tr.sortPending()
+	}
+}
