@@ -93,6 +93,7 @@ type benchStats struct {
 	E2E      map[string]Summary `json:"e2e"`
 	First    int64              `json:"first_unix_nano"`
 	Last     int64              `json:"last_unix_nano"`
+	LastBy   map[string]int64   `json:"last_by_priority_unix_nano"`
 	Busy     int                `json:"busy"`
 }
 

@@ -30,6 +30,7 @@ type benchState struct {
 	handoffs [3]atomic.Uint64
 	first    atomic.Int64
 	last     atomic.Int64
+	lastBy   [3]atomic.Int64
 }
 
 // NewBenchRecorder returns a recorder with empty statistics.
@@ -46,6 +47,7 @@ func (r *BenchRecorder) Record(d *contracts.Delivery, now time.Time) {
 	s.handoffs[rank].Add(1)
 	s.first.CompareAndSwap(0, now.UnixNano())
 	s.last.Store(now.UnixNano())
+	s.lastBy[rank].Store(now.UnixNano())
 	if v, ok := d.Data["t0"].(string); ok {
 		if t0, err := strconv.ParseInt(v, 10, 64); err == nil {
 			s.e2e[rank].Record(now.Sub(time.Unix(0, t0)))
@@ -59,6 +61,9 @@ type BenchStats struct {
 	E2E      map[string]bench.Summary `json:"e2e"`
 	First    int64                    `json:"first_unix_nano"`
 	Last     int64                    `json:"last_unix_nano"`
+	// LastBy is the last hand-off per priority, Unix nanoseconds: the
+	// fan-out's end is the low lane's, whatever the high stream did after.
+	LastBy map[string]int64 `json:"last_by_priority_unix_nano"`
 	// Busy is the work still held after the hand-offs (-1 = unknown): a
 	// phase starts once the previous one left nothing behind.
 	Busy int `json:"busy"`
@@ -67,13 +72,14 @@ type BenchStats struct {
 // Stats returns the current statistics.
 func (r *BenchRecorder) Stats() BenchStats {
 	s := r.state.Load()
-	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, First: s.first.Load(), Last: s.last.Load(), Busy: -1}
+	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, LastBy: map[string]int64{}, First: s.first.Load(), Last: s.last.Load(), Busy: -1}
 	if r.Busy != nil {
 		out.Busy = r.Busy()
 	}
 	for _, p := range domain.Priorities {
 		out.Handoffs[string(p)] = s.handoffs[p.Rank()].Load()
 		out.E2E[string(p)] = s.e2e[p.Rank()].Summarize()
+		out.LastBy[string(p)] = s.lastBy[p.Rank()].Load()
 	}
 	return out
 }
