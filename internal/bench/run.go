@@ -92,7 +92,6 @@ type benchStats struct {
 	Handoffs map[string]uint64  `json:"handoffs"`
 	E2E      map[string]Summary `json:"e2e"`
 	First    int64              `json:"first_unix_nano"`
-	Last     int64              `json:"last_unix_nano"`
 	LastBy   map[string]int64   `json:"last_by_priority_unix_nano"`
 	Busy     int                `json:"busy"`
 }

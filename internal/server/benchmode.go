@@ -29,8 +29,7 @@ type benchState struct {
 	e2e      [3]bench.Histogram
 	handoffs [3]atomic.Uint64
 	first    atomic.Int64
-	last     atomic.Int64
-	lastBy   [3]atomic.Int64
+	lastBy   [3]atomic.Int64 // per priority rank; the last of any lane is their maximum
 }
 
 // NewBenchRecorder returns a recorder with empty statistics.
@@ -46,7 +45,6 @@ func (r *BenchRecorder) Record(d *contracts.Delivery, now time.Time) {
 	rank := d.Priority.Rank()
 	s.handoffs[rank].Add(1)
 	s.first.CompareAndSwap(0, now.UnixNano())
-	s.last.Store(now.UnixNano())
 	s.lastBy[rank].Store(now.UnixNano())
 	if v, ok := d.Data["t0"].(string); ok {
 		if t0, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -72,7 +70,7 @@ type BenchStats struct {
 // Stats returns the current statistics.
 func (r *BenchRecorder) Stats() BenchStats {
 	s := r.state.Load()
-	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, LastBy: map[string]int64{}, First: s.first.Load(), Last: s.last.Load(), Busy: -1}
+	out := BenchStats{Handoffs: map[string]uint64{}, E2E: map[string]bench.Summary{}, LastBy: map[string]int64{}, First: s.first.Load(), Busy: -1}
 	if r.Busy != nil {
 		out.Busy = r.Busy()
 	}
@@ -80,6 +78,7 @@ func (r *BenchRecorder) Stats() BenchStats {
 		out.Handoffs[string(p)] = s.handoffs[p.Rank()].Load()
 		out.E2E[string(p)] = s.e2e[p.Rank()].Summarize()
 		out.LastBy[string(p)] = s.lastBy[p.Rank()].Load()
+		out.Last = max(out.Last, out.LastBy[string(p)])
 	}
 	return out
 }
