@@ -3,20 +3,27 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
+	"sync/atomic"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Prepared statements.
 //
 // modernc's SQLite compiles every statement it is given from its text, and
 // for the multi-row inserts of the hot paths that compilation costs as much
-// as running them. On SQLite, statements registered with Prepare are
-// compiled once per connection and reused by Exec, Query and QueryRow in
-// every transaction. On MySQL the driver interpolates parameters on the
-// client (one round trip, no server-side statement), so Prepare does
-// nothing and every call runs its text.
+// as running them. MySQL is no different: a multi-row insert sent as text,
+// with its values interpolated on the client, spends a quarter of the
+// server's CPU in the parser, lexing every value. Statements registered
+// with Prepare are compiled once per connection (on MySQL as server-side
+// prepared statements, whose values travel in the binary protocol) and
+// reused by Exec, Query and QueryRow in every transaction. Other text runs
+// unprepared: on MySQL the driver interpolates its parameters on the client
+// (one round trip, no server-side statement).
 //
 // The writer pool of SQLite has a single connection, held by whichever
 // transaction is running, so statements cannot be prepared from inside a
@@ -27,14 +34,29 @@ type stmtCache struct {
 	mu sync.RWMutex
 	w  map[string]*sql.Stmt // prepared on the write pool
 	r  map[string]*sql.Stmt // prepared on the read pool
+	// refused: MySQL refused to prepare more statements (its global
+	// max_prepared_stmt_count is reached, for example by many processes
+	// on one server); from then on every text runs unprepared.
+	refused atomic.Bool
 }
 
-// Prepare registers write statements: on SQLite they are compiled now on
-// the write pool (so call it while no transaction runs, when a store is
-// built) and reused by Exec, Query and QueryRow from then on. A text already
-// registered is skipped. On MySQL it does nothing.
+// errPrepareRefused is MySQL's ER_MAX_PREPARED_STMT_COUNT_REACHED: the
+// server holds as many prepared statements as max_prepared_stmt_count
+// allows. It can only come from preparing, never from running a statement.
+const errPrepareRefused = 1461
+
+func prepareRefused(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errPrepareRefused
+}
+
+// Prepare registers write statements: they are compiled now on the write
+// pool (so call it while no transaction runs, when a store is built) and
+// reused by Exec, Query and QueryRow from then on; a MySQL connection that
+// has not run one yet prepares it the first time it does. A text already
+// registered is skipped.
 func (db *DB) Prepare(ctx context.Context, queries ...string) error {
-	if db.Dialect != SQLite {
+	if db.stmts.refused.Load() {
 		return nil
 	}
 	for _, q := range queries {
@@ -45,6 +67,10 @@ func (db *DB) Prepare(ctx context.Context, queries ...string) error {
 			continue
 		}
 		st, err := db.W.PrepareContext(ctx, q)
+		if prepareRefused(err) {
+			db.stmts.refused.Store(true)
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("prepare %.60q: %w", q, err)
 		}
@@ -63,7 +89,7 @@ func (db *DB) Prepare(ctx context.Context, queries ...string) error {
 }
 
 func (db *DB) writeStmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
-	if db.Dialect != SQLite {
+	if db.stmts.refused.Load() {
 		return nil
 	}
 	db.stmts.mu.RLock()
@@ -76,25 +102,38 @@ func (db *DB) writeStmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
 }
 
 // Exec runs q in tx, from its prepared statement when q was registered.
+// A MySQL connection that has not run q yet prepares it first; should the
+// server refuse (max_prepared_stmt_count), q runs as text, and so does
+// every statement after it.
 func (db *DB) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	if st := db.writeStmt(ctx, tx, q); st != nil {
-		return st.ExecContext(ctx, args...)
+		res, err := st.ExecContext(ctx, args...)
+		if !prepareRefused(err) {
+			return res, err
+		}
+		db.stmts.refused.Store(true) // a failed prepare leaves tx as it was
 	}
 	return tx.ExecContext(ctx, q, args...)
 }
 
-// Query runs q in tx, from its prepared statement when q was registered.
+// Query runs q in tx, from its prepared statement when q was registered
+// (on SQLite; on MySQL q runs as text).
 func (db *DB) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
-	if st := db.writeStmt(ctx, tx, q); st != nil {
-		return st.QueryContext(ctx, args...)
+	if db.Dialect == SQLite {
+		if st := db.writeStmt(ctx, tx, q); st != nil {
+			return st.QueryContext(ctx, args...)
+		}
 	}
 	return tx.QueryContext(ctx, q, args...)
 }
 
-// QueryRow runs q in tx, from its prepared statement when q was registered.
+// QueryRow runs q in tx, from its prepared statement when q was registered
+// (on SQLite; on MySQL q runs as text).
 func (db *DB) QueryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
-	if st := db.writeStmt(ctx, tx, q); st != nil {
-		return st.QueryRowContext(ctx, args...)
+	if db.Dialect == SQLite {
+		if st := db.writeStmt(ctx, tx, q); st != nil {
+			return st.QueryRowContext(ctx, args...)
+		}
 	}
 	return tx.QueryRowContext(ctx, q, args...)
 }

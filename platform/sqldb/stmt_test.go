@@ -130,3 +130,79 @@ func TestPreparedStatements(t *testing.T) {
 }
 
 var errRollback = fmt.Errorf("roll back")
+
+// On MySQL, registered write statements run as server-side prepared
+// statements; when the server refuses to prepare one more
+// (max_prepared_stmt_count), the write still lands, as text, in the same
+// transaction, and later writes run as text too.
+func TestMySQLPreparedAndRefused(t *testing.T) {
+	db := sqldbtest.MySQL(t)
+	ctx := context.Background()
+	if _, err := db.W.ExecContext(ctx, `CREATE TABLE stmt_refused_t (id VARCHAR(20) PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	ins := sqldb.NewSized(4, sqldb.Rows(`INSERT INTO stmt_refused_t (id, v) VALUES `, "(?, ?)", ""))
+	if err := db.Prepare(ctx, ins.Texts()...); err != nil {
+		t.Fatal(err)
+	}
+	globalStatus := func(name string) int64 {
+		var k string
+		var v int64
+		if err := db.W.QueryRowContext(ctx, `SHOW GLOBAL STATUS LIKE '`+name+`'`).Scan(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	write := func(from, n int) error {
+		return db.Tx(ctx, func(tx *sql.Tx) error {
+			return ins.Each(n, func(q string, start, end int) error {
+				var args []any
+				for i := start; i < end; i++ {
+					args = append(args, fmt.Sprintf("k%d", from+i), from+i)
+				}
+				_, err := db.Exec(ctx, tx, q, args...)
+				return err
+			})
+		})
+	}
+
+	before := globalStatus("Com_stmt_execute")
+	if err := write(0, 7); err != nil { // 4 + 2 + 1 rows: three executions
+		t.Fatal(err)
+	}
+	if got := globalStatus("Com_stmt_execute") - before; got < 3 {
+		t.Fatalf("%d prepared executions on the server, want at least 3", got)
+	}
+
+	// Refuse every new prepared statement for a moment, and make the next
+	// transaction take a connection that has prepared nothing yet.
+	var limit int64
+	if err := db.W.QueryRowContext(ctx, `SELECT @@GLOBAL.max_prepared_stmt_count`).Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	db.W.SetMaxIdleConns(0)
+	db.W.SetMaxIdleConns(16)
+	restore := func() {
+		if _, err := db.W.ExecContext(ctx, fmt.Sprintf(`SET GLOBAL max_prepared_stmt_count = %d`, limit)); err != nil {
+			t.Errorf("restore max_prepared_stmt_count: %v", err)
+		}
+	}
+	if _, err := db.W.ExecContext(ctx, `SET GLOBAL max_prepared_stmt_count = 0`); err != nil {
+		t.Fatal(err)
+	}
+	err := write(7, 5)
+	restore()
+	if err != nil {
+		t.Fatalf("write while the server refuses to prepare: %v", err)
+	}
+	if err := write(12, 3); err != nil {
+		t.Fatal(err)
+	}
+	var c, sum int
+	if err := db.W.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(v), 0) FROM stmt_refused_t`).Scan(&c, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if c != 15 || sum != 15*14/2 {
+		t.Fatalf("count %d sum %d, want 15 and %d", c, sum, 15*14/2)
+	}
+}
