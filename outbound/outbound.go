@@ -266,7 +266,7 @@ func New(d Deps) (*Handler, error) {
 	}
 	h := &Handler{
 		store: d.Store, q: d.Queue, dir: d.Directory, rend: d.Renderer, track: d.Tracker, cfg: cfg, tun: d.Tuning,
-		logf: d.Logf, now: d.Now, sql: sqlq{db: d.Store.DB()},
+		logf: d.Logf, now: d.Now, sql: newSQLQ(d.Store.DB()),
 		pools: map[domain.Channel]*pool{}, reg: map[string]*msgState{}, held: map[string]*job{},
 		timers: map[*job]*time.Timer{}, timerIDs: map[string]int{}, fallback: map[string][]domain.Channel{},
 		retryKick: make(chan struct{}, 1),

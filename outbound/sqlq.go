@@ -18,6 +18,17 @@ import (
 // only columns the Store documents and read from the primary.
 type sqlq struct{ db *sqldb.DB }
 
+// claimQuery claims one due row (see claim).
+const claimQuery = `UPDATE deliveries SET next_at = ?, updated_at = ?
+	WHERE id = ? AND next_at = ? AND status IN ('pending', 'queued')`
+
+func newSQLQ(db *sqldb.DB) sqlq {
+	// Registered, the claim is compiled once per connection, and on MySQL a
+	// server that refuses more prepared statements gets it as text.
+	_ = db.Prepare(context.Background(), claimQuery)
+	return sqlq{db: db}
+}
+
 // claim moves next_at of each open row from the value the caller saw to
 // lease, one conditional UPDATE per row in one transaction. Only rows still
 // open with an unchanged next_at are claimed, so two processes (or a timer
@@ -30,14 +41,8 @@ func (s sqlq) claim(ctx context.Context, rows []*messages.Delivery, lease time.T
 	now := sqldb.Now()
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		clear(won)
-		stmt, err := tx.PrepareContext(ctx, `UPDATE deliveries SET next_at = ?, updated_at = ?
-			WHERE id = ? AND next_at = ? AND status IN ('pending', 'queued')`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
 		for _, d := range rows {
-			res, err := stmt.ExecContext(ctx, domain.Millis(lease), now, d.ID, domain.Millis(d.NextAt))
+			res, err := s.db.Exec(ctx, tx, claimQuery, domain.Millis(lease), now, d.ID, domain.Millis(d.NextAt))
 			if err != nil {
 				return err
 			}
