@@ -34,6 +34,7 @@ type Metric struct {
 var CompareMetrics = []Metric{
 	{"accepted/s", true, func(r *Report) (float64, bool) { return resultOK(r.Accept, func(x *Result) float64 { return x.Rate }) }},
 	{"CPU µs per accept", false, func(r *Report) (float64, bool) { return r.CPUPerAcceptUS, r.CPUPerAcceptUS > 0 }},
+	{"database CPU µs per accept", false, func(r *Report) (float64, bool) { return r.DBCPUPerAcceptUS, r.DBCPUPerAcceptUS > 0 }},
 	{"accept API p99 ms", false, func(r *Report) (float64, bool) {
 		return resultOK(r.Accept, func(x *Result) float64 { return x.Latency.Summarize().P99 })
 	}},

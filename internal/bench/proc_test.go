@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -76,5 +77,30 @@ func TestReadProcWrites(t *testing.T) {
 	// tmpfs counts no storage writes; only check where the bytes reach a disk.
 	if got := after.WriteBytes - before.WriteBytes; got != 0 && got < 1<<20 {
 		t.Errorf("write_bytes rose by %d, want 0 (tmpfs) or at least 1 MiB", got)
+	}
+}
+
+// TestListenerPID finds this test process by a port it listens on, and
+// nothing on a port no one listens on.
+func TestListenerPID(t *testing.T) {
+	for _, network := range []string{"tcp4", "tcp6"} {
+		addr := "127.0.0.1:0"
+		if network == "tcp6" {
+			addr = "[::1]:0"
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Logf("%s: %v", network, err)
+			continue
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pid, err := ListenerPID(port)
+		if err != nil || pid != os.Getpid() {
+			t.Errorf("%s port %d: pid %d, %v; want %d", network, port, pid, err, os.Getpid())
+		}
+		ln.Close()
+		if pid, err := ListenerPID(port); err == nil {
+			t.Errorf("%s port %d after close: pid %d, want an error", network, port, pid)
+		}
 	}
 }

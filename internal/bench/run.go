@@ -71,6 +71,12 @@ type Report struct {
 	// write-ahead log, checkpoints and analytics together.
 	ServerWriteKB map[string]float64 `json:"server_write_kb_per_notification,omitempty"`
 	PeakRSSMB     float64            `json:"server_peak_rss_mb"`
+	// DatabaseCPU and DBCPUPerAcceptUS are the same CPU figures for the
+	// database server's process, when it runs on this machine (MariaDB on
+	// a loopback address, found by its listening port): on MariaDB it does
+	// as much of the work per notification as Herald does.
+	DatabaseCPU      map[string]float64 `json:"database_cpu_percent,omitempty"`
+	DBCPUPerAcceptUS float64            `json:"database_cpu_us_per_accept,omitempty"`
 }
 
 // PriorityResult is the high-priority stream during a big low-priority fan-out.
@@ -86,6 +92,8 @@ type PriorityResult struct {
 	// CPUPerDeliveryUS is the server's CPU time from the group send to the
 	// last hand-off per low-priority delivery (the high stream included).
 	CPUPerDeliveryUS float64 `json:"server_cpu_us_per_delivery"`
+	// DBCPUPerDeliveryUS is the database server's, when it is measured.
+	DBCPUPerDeliveryUS float64 `json:"database_cpu_us_per_delivery,omitempty"`
 }
 
 type benchStats struct {

@@ -3,9 +3,11 @@ package bench
 import (
 	"bytes"
 	"context"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -101,5 +103,19 @@ func TestRunOnMySQLDropsItsDatabase(t *testing.T) {
 	}
 	if after := len(benchDatabases(t, base)); after != before {
 		t.Fatalf("%d bench databases before the run, %d after", before, after)
+	}
+	// The database server's CPU is reported when this process can see it.
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if _, err := ListenerPID(port); err != nil {
+		t.Logf("database CPU not checked: %v", err)
+		return
+	}
+	if rep.DBCPUPerAcceptUS <= 0 || rep.DatabaseCPU["accept"] <= 0 {
+		t.Fatalf("database CPU %.1f µs per accept, %.1f %% during the phase; want both > 0\n%s",
+			rep.DBCPUPerAcceptUS, rep.DatabaseCPU["accept"], out.String())
 	}
 }

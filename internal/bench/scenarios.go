@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -72,6 +74,31 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return rep, err
 	}
 	pid := s.cmd.Process.Pid
+	dbPid := o.databasePID()
+	// measure runs a phase and returns the server's CPU time and storage
+	// writes (bytes) during it, and the database server's CPU time.
+	measure := func(name string, f func() error) (time.Duration, int64, time.Duration, error) {
+		before, _ := ReadProc(pid)
+		dbBefore := readDB(dbPid)
+		t := time.Now()
+		stopProfile := s.profile(o.ProfileDir, name)
+		err := f()
+		after, _ := ReadProc(pid)
+		dbAfter := readDB(dbPid)
+		if perr := stopProfile(); perr != nil {
+			o.logf("%s: %v", name, perr)
+		}
+		wall := time.Since(t)
+		rep.ServerCPU[name] = CPUPercent(before, after, wall)
+		if dbPid > 0 {
+			if rep.DatabaseCPU == nil {
+				rep.DatabaseCPU = map[string]float64{}
+			}
+			rep.DatabaseCPU[name] = CPUPercent(dbBefore, dbAfter, wall)
+		}
+		rep.PeakRSSMB = float64(after.PeakKB) / 1024
+		return after.CPU - before.CPU, after.WriteBytes - before.WriteBytes, dbAfter.CPU - dbBefore.CPU, err
+	}
 	// perNotification records a phase's storage writes per notification.
 	perNotification := func(name string, n uint64, written int64) {
 		if n > 0 && written > 0 {
@@ -82,24 +109,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.logf("%s: server wrote %.1f KiB to storage per notification", name, rep.ServerWriteKB[name])
 		}
 	}
-	// measure runs a phase and returns the server's CPU time and storage
-	// writes (bytes) during it.
-	measure := func(name string, f func() error) (time.Duration, int64, error) {
-		before, _ := ReadProc(pid)
-		t := time.Now()
-		stopProfile := s.profile(o.ProfileDir, name)
-		err := f()
-		after, _ := ReadProc(pid)
-		if perr := stopProfile(); perr != nil {
-			o.logf("%s: %v", name, perr)
-		}
-		rep.ServerCPU[name] = CPUPercent(before, after, time.Since(t))
-		rep.PeakRSSMB = float64(after.PeakKB) / 1024
-		return after.CPU - before.CPU, after.WriteBytes - before.WriteBytes, err
-	}
 	var handed uint64
 	if has(o.Scenarios, "accept") {
-		cpu, written, err := measure("accept", func() error {
+		cpu, written, dbCPU, err := measure("accept", func() error {
 			r := ClosedLoop(ctx, NewClient(s.addr, s.key, o.Concurrency), "/v1/notifications", sendBody(o.Users, "medium"), o.Concurrency, o.Duration)
 			rep.Accept = &r
 			o.logf("accept max (closed loop c=%d, %s): %s", o.Concurrency, o.Duration, r)
@@ -114,6 +126,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if rep.Accept.OK > 0 {
 			rep.CPUPerAcceptUS = float64(cpu.Microseconds()) / float64(rep.Accept.OK)
 			o.logf("server CPU per accepted notification (accepted and dispatched): %.0f µs", rep.CPUPerAcceptUS)
+			if dbPid > 0 {
+				rep.DBCPUPerAcceptUS = float64(dbCPU.Microseconds()) / float64(rep.Accept.OK)
+				o.logf("database server CPU per accepted notification: %.0f µs", rep.DBCPUPerAcceptUS)
+			}
 		}
 		if rep.Baseline != nil && rep.Baseline.Rate > 0 {
 			rep.Ratio = rep.Accept.Rate / rep.Baseline.Rate
@@ -123,7 +139,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	openLoop := func(name string, rate float64) (*Result, map[string]Summary, error) {
 		var res Result
 		var st benchStats
-		_, written, err := measure(name, func() error {
+		_, written, _, err := measure(name, func() error {
 			if err := s.reset(); err != nil {
 				return err
 			}
@@ -172,7 +188,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if has(o.Scenarios, "priority") {
 		stopProfile := s.profile(o.ProfileDir, "priority")
-		pr, err := o.priority(ctx, s, pid)
+		pr, err := o.priority(ctx, s, pid, dbPid)
 		if perr := stopProfile(); perr != nil {
 			o.logf("priority: %v", perr)
 		}
@@ -211,7 +227,7 @@ func (o *Options) baseline(ctx context.Context) (Result, error) {
 // priority imports a GroupSize-member group, sends one low-priority
 // notification to it, and while it fans out streams high-priority sends at
 // HighRate/s, measuring their end-to-end latency and the fan-out rate.
-func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityResult, error) {
+func (o *Options) priority(ctx context.Context, s *server, pid, dbPid int) (*PriorityResult, error) {
 	pr := &PriorityResult{GroupSize: o.GroupSize}
 	t := time.Now()
 	o.logf("importing %d group members...", o.GroupSize)
@@ -229,6 +245,7 @@ func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityRe
 		o.logf("%v: the peak RSS below covers the whole run", err)
 	}
 	cpu0, _ := ReadProc(pid)
+	db0 := readDB(dbPid)
 	body := `{"content":{"*":{"title":"Maintenance tonight","body":"The service will be down 02:00-03:00."}},"recipients":[{"group_id":"everyone"}],"channels":["bench"],"priority":"low","category":"ops"}`
 	sendAt := time.Now()
 	code, b, err := s.client.Do("POST", "/v1/notifications", []byte(body), "")
@@ -282,9 +299,15 @@ func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityRe
 	pr.PeakRSSMB = float64(ps.PeakKB) / 1024
 	if pr.Delivered > 0 {
 		pr.CPUPerDeliveryUS = float64((ps.CPU - cpu0.CPU).Microseconds()) / float64(pr.Delivered)
+		if dbPid > 0 {
+			pr.DBCPUPerDeliveryUS = float64((readDB(dbPid).CPU - db0.CPU).Microseconds()) / float64(pr.Delivered)
+		}
 	}
 	o.logf("fan-out: %d deliveries in %.1f s = %.0f deliveries/s; server peak RSS %.0f MB, CPU %.1f µs per delivery",
 		pr.Delivered, pr.FanoutSeconds, pr.FanoutPerSecond, pr.PeakRSSMB, pr.CPUPerDeliveryUS)
+	if pr.DBCPUPerDeliveryUS > 0 {
+		o.logf("fan-out: database server CPU %.1f µs per delivery", pr.DBCPUPerDeliveryUS)
+	}
 	o.logf("high priority at %.0f/s during the fan-out: end to end p50 %.2f ms p99 %.2f ms p99.9 %.2f ms (%d); api p99 %.2f ms",
 		o.HighRate, pr.High.P50, pr.High.P99, pr.High.P999, pr.High.Count, pr.HighAPI.P99)
 	if pr.Delivered < uint64(o.GroupSize) {
@@ -297,4 +320,42 @@ func (o *Options) priority(ctx context.Context, s *server, pid int) (*PriorityRe
 func (r *Report) JSON() []byte {
 	b, _ := json.MarshalIndent(r, "", "  ")
 	return b
+}
+
+// databasePID is the process of the MariaDB server of --database-url when
+// that server listens on this machine (a loopback host), else 0: its CPU
+// is then reported beside the server's.
+func (o *Options) databasePID() int {
+	if o.DatabaseURL == "" {
+		return 0
+	}
+	u, err := url.Parse(o.DatabaseURL)
+	if err != nil {
+		return 0
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		o.logf("database server at %s is not on this machine: its CPU is not measured", host)
+		return 0
+	}
+	port := 3306
+	if p, err := strconv.Atoi(u.Port()); err == nil {
+		port = p
+	}
+	pid, err := ListenerPID(port)
+	if err != nil {
+		o.logf("database server CPU not measured: %v", err)
+		return 0
+	}
+	o.logf("database server: pid %d, listening on port %d", pid, port)
+	return pid
+}
+
+// readDB reads the database server's process (pid 0: nothing, zero stats).
+func readDB(pid int) ProcStats {
+	if pid <= 0 {
+		return ProcStats{}
+	}
+	s, _ := ReadProc(pid)
+	return s
 }
