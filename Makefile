@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
-.PHONY: run build test check bench bench-full clean
+.PHONY: run build test race check bench bench-full clean
 
 ## run: build and start Herald on embedded defaults (SQLite, in-process lanes) on :8080
 run: build
@@ -15,6 +15,10 @@ build:
 ## test: start MariaDB (and Cassandra), then vet and test every module, check GOWORK=off builds
 test:
 	./scripts/test.sh
+
+## race: the test command under the race detector (about 8 minutes)
+race:
+	GOFLAGS=-race ./scripts/test.sh
 
 ## check: formatting, vet, go.work sync, generated code
 check:
