@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,13 @@ func prepareRefused(err error) bool {
 	return errors.As(err, &me) && me.Number == errPrepareRefused
 }
 
+// refusePrepared turns prepared statements off for db, and says so once.
+func (db *DB) refusePrepared(err error) {
+	if db.stmts.refused.CompareAndSwap(false, true) {
+		log.Printf("sqldb: %s refused to prepare one more statement (%v): writing as text from now on; raise max_prepared_stmt_count or lower database.max_open", db.Name, err)
+	}
+}
+
 // Prepare registers write statements: they are compiled now on the write
 // pool (so call it while no transaction runs, when a store is built) and
 // reused by Exec, Query and QueryRow from then on; a MySQL connection that
@@ -68,7 +76,7 @@ func (db *DB) Prepare(ctx context.Context, queries ...string) error {
 		}
 		st, err := db.W.PrepareContext(ctx, q)
 		if prepareRefused(err) {
-			db.stmts.refused.Store(true)
+			db.refusePrepared(err)
 			return nil
 		}
 		if err != nil {
@@ -111,7 +119,7 @@ func (db *DB) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.
 		if !prepareRefused(err) {
 			return res, err
 		}
-		db.stmts.refused.Store(true) // a failed prepare leaves tx as it was
+		db.refusePrepared(err) // a failed prepare leaves tx as it was
 	}
 	return tx.ExecContext(ctx, q, args...)
 }
