@@ -20,11 +20,11 @@ import (
 // as running them. MySQL is no different: a multi-row insert sent as text,
 // with its values interpolated on the client, spends a quarter of the
 // server's CPU in the parser, lexing every value. Statements registered
-// with Prepare are compiled once per connection (on MySQL as server-side
-// prepared statements, whose values travel in the binary protocol) and
-// reused by Exec, Query and QueryRow in every transaction. Other text runs
-// unprepared: on MySQL the driver interpolates its parameters on the client
-// (one round trip, no server-side statement).
+// with Prepare are compiled once per connection and reused in every
+// transaction: on SQLite by Exec, Query and QueryRow, on MySQL by Exec, as
+// server-side prepared statements whose values travel in the binary
+// protocol. Other text runs unprepared: on MySQL the driver interpolates
+// its parameters on the client (one round trip, no server-side statement).
 //
 // The writer pool of SQLite has a single connection, held by whichever
 // transaction is running, so statements cannot be prepared from inside a
@@ -60,7 +60,7 @@ func (db *DB) refusePrepared(err error) {
 
 // Prepare registers write statements: they are compiled now on the write
 // pool (so call it while no transaction runs, when a store is built) and
-// reused by Exec, Query and QueryRow from then on; a MySQL connection that
+// reused from then on (see Exec, Query, QueryRow); a MySQL connection that
 // has not run one yet prepares it the first time it does. A text already
 // registered is skipped.
 func (db *DB) Prepare(ctx context.Context, queries ...string) error {
