@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"herald.dev/platform/sqldb"
@@ -182,11 +183,18 @@ func TestMySQLPreparedAndRefused(t *testing.T) {
 	}
 	db.W.SetMaxIdleConns(0)
 	db.W.SetMaxIdleConns(16)
+	// The setting is the server's, shared with whatever else runs on it:
+	// it is restored right after the one write, and in any case when the
+	// test ends.
+	var restored sync.Once
 	restore := func() {
-		if _, err := db.W.ExecContext(ctx, fmt.Sprintf(`SET GLOBAL max_prepared_stmt_count = %d`, limit)); err != nil {
-			t.Errorf("restore max_prepared_stmt_count: %v", err)
-		}
+		restored.Do(func() {
+			if _, err := db.W.ExecContext(ctx, fmt.Sprintf(`SET GLOBAL max_prepared_stmt_count = %d`, limit)); err != nil {
+				t.Errorf("restore max_prepared_stmt_count: %v", err)
+			}
+		})
 	}
+	t.Cleanup(restore)
 	if _, err := db.W.ExecContext(ctx, `SET GLOBAL max_prepared_stmt_count = 0`); err != nil {
 		t.Fatal(err)
 	}
